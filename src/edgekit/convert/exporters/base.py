@@ -1,0 +1,94 @@
+"""The exporter protocol and the registry of exporters by format name.
+
+Each exporter declares its ``format``, file ``suffix``, the ``precisions`` it supports and the
+options it accepts. The pipeline only ever talks to this protocol, so a new format is one module
+plus one registry line, never an ``if/elif`` in the pipeline.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Protocol, runtime_checkable
+
+from edgekit.errors import RecipeError, UnsupportedError
+from edgekit.manifest import TensorSpec
+
+if TYPE_CHECKING:
+    from edgekit.calibration import Dataset
+
+# Lazy "module:Class" strings: importing the registry imports no converter.
+REGISTRY: dict[str, str] = {
+    "tflite": "edgekit.convert.exporters.tflite:TFLiteExporter",
+}
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an exporter hands back about the file it wrote."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class Exporter(Protocol):
+    """Turns a :class:`~edgekit.convert.source.SourceModel` into one artifact file."""
+
+    format: ClassVar[str]
+    suffix: ClassVar[str]
+    precisions: ClassVar[tuple[str, ...]]
+    # option name -> allowed values (None: any value) and the default per precision
+    options: ClassVar[Mapping[str, tuple[Any, ...] | None]]
+    needs_calibration: ClassVar[tuple[str, ...]]
+
+    def unavailable_reason(self) -> str | None:
+        """``None`` when this exporter can run here, else why not and how to fix it."""
+
+    def export(self, source: Any, precision: str, options: Mapping[str, Any], calib: "Dataset | None", out: Path) -> ExportResult:
+        """Write the artifact to ``out`` (a staging path the pipeline renames into place)."""
+
+
+def exporter_names() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def get_exporter(fmt: str) -> Exporter:
+    """Instantiate the exporter registered for ``fmt``.
+
+    Example:
+        >>> get_exporter("tflite").suffix
+        '.tflite'
+    """
+    if fmt not in REGISTRY:
+        hint = difflib.get_close_matches(fmt, REGISTRY, n=1)
+        did = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise UnsupportedError(f"unknown format {fmt!r}{did}; supported formats: {', '.join(exporter_names())}")
+    module, cls = REGISTRY[fmt].split(":")
+    return getattr(importlib.import_module(module), cls)()
+
+
+def check_target(fmt: str, precision: str, options: Mapping[str, Any] | None = None) -> Exporter:
+    """Return the exporter for a target, or raise naming what is supported.
+
+    Example:
+        >>> check_target("tflite", "int4")
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.UnsupportedError: tflite does not support precision 'int4'; supported: fp32, fp16, dynamic, int8, int16x8
+    """
+    exp = get_exporter(fmt)
+    if precision not in exp.precisions:
+        raise UnsupportedError(f"{fmt} does not support precision {precision!r}; supported: {', '.join(exp.precisions)}")
+    for key, value in (options or {}).items():
+        if key not in exp.options:
+            known = ", ".join(exp.options) or "none"
+            raise RecipeError(f"{fmt} has no option {key!r} (options: {known})")
+        allowed = exp.options[key]
+        if allowed is not None and value not in allowed:
+            raise RecipeError(f"{fmt} option {key}={value!r} is not one of {', '.join(map(str, allowed))}")
+    return exp

@@ -1,0 +1,247 @@
+"""``convert(recipe, out_dir)``: load, check data, export every target, validate, write the manifest.
+
+One failed target never discards the others: its error is recorded in the manifest and the
+remaining targets go on. Bad *input* (unknown target, unsupported precision, data that does not fit
+the model, int8 without calibration data) is refused before any conversion starts.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gzip
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from edgekit import __version__
+from edgekit.calibration import Dataset, open_dataset, random_like
+from edgekit.convert.exporters import check_target
+from edgekit.convert.recipe import Recipe, Target
+from edgekit.convert.source import SourceModel, load_source
+from edgekit.convert.validate import compare, judge
+from edgekit.errors import EdgekitError, InputError, RecipeError
+from edgekit.manifest import (ERROR, FAILED, MANIFEST_NAME, NOT_VALIDATED, PASSED, UNSUPPORTED, Artifact, Manifest,
+                              TensorSpec, atomic_write_bytes, sha256_file)
+
+Progress = Callable[[str], None]
+EVAL_FILE = "eval.npz"
+# The eval data is written beside the artifacts so `edgekit bench` on the device can report accuracy
+# without the training machine's files; past this size it is left out (and bench says so).
+EVAL_FILE_MAX_BYTES = 64 << 20
+
+
+def _noop(_: str) -> None:
+    pass
+
+
+def convert(recipe: Recipe | Mapping[str, Any], out_dir: str | os.PathLike[str], *, force: bool = False,
+            progress: Progress | None = None, model: Any = None) -> Manifest:
+    """Convert a model to every target of a recipe and validate each artifact.
+
+    Args:
+        recipe: A :class:`Recipe` or its dict form.
+        out_dir: Folder for the artifacts and ``manifest.json``; must be empty unless ``force``.
+        force: Replace a previous edgekit output in ``out_dir``.
+        progress: Called with one-line progress messages.
+        model: An in-memory Keras model to use instead of ``recipe.model`` (API users).
+
+    Returns:
+        The manifest (also written to ``out_dir/manifest.json``). Check ``manifest.ok``.
+
+    Example:
+        >>> m = convert({"model": "digits-cnn", "targets": ["tflite:fp32", "tflite:int8"]}, "out/")  # doctest: +SKIP
+        >>> [(a.target, a.status) for a in m.artifacts]  # doctest: +SKIP
+        [('tflite:fp32', 'passed'), ('tflite:int8', 'passed')]
+    """
+    say = progress or _noop
+    if not isinstance(recipe, Recipe):
+        recipe = Recipe.from_dict(recipe)
+    out = Path(out_dir)
+    exporters = {t.label: check_target(t.format, t.precision, t.opts) for t in recipe.targets}
+    _prepare_out_dir(out, force)
+
+    t0 = time.perf_counter()
+    say(f"loading model {recipe.model}")
+    source = load_source(model if model is not None else recipe.model, allow_unsafe=recipe.allow_unsafe,
+                         seed=recipe.seed, progress=say)
+    say(f"loaded {source.kind} model: inputs {', '.join(s.describe() for s in source.inputs)} "
+        f"({time.perf_counter() - t0:.1f}s)")
+
+    calib, evald, eval_note = _data(recipe, source, exporters)
+    for t in recipe.targets:
+        if t.precision in exporters[t.label].needs_calibration and calib is None:
+            raise InputError(
+                f"{t.name} needs representative (calibration) data: pass --calib data.npz (or an image folder, "
+                "or 'digits' for the bundled set); ~100-500 samples of real inputs"
+            )
+
+    say(f"reference outputs on {len(evald)} eval samples ({eval_note})")
+    reference = source.predict(list(evald.inputs))
+
+    artifacts = []
+    for i, target in enumerate(recipe.targets, 1):
+        say(f"[{i}/{len(recipe.targets)}] {target.display}: converting")
+        artifacts.append(_one_target(target, exporters[target.label], recipe, source, calib, evald, reference, out, say))
+
+    eval_info = {"source": eval_note, "samples": len(evald), "labels": evald.labels is not None, "file": None}
+    if evald.name != "random":
+        eval_info["file"] = _save_eval(evald, out)
+    manifest = Manifest(
+        recipe=recipe.to_dict(),
+        source=source.describe(),
+        artifacts=tuple(artifacts),
+        versions=_versions(),
+        eval_data=eval_info,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+    manifest.save(out)
+    say(f"wrote {out / MANIFEST_NAME} ({sum(a.ok for a in artifacts)}/{len(artifacts)} ok, {time.perf_counter() - t0:.1f}s)")
+    return manifest
+
+
+def _prepare_out_dir(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise RecipeError(f"output path {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise RecipeError(f"output folder {out} is not empty: pass --force to replace its edgekit outputs, or pick another -o")
+        # Remove only what a previous edgekit run wrote there; never anything else of the user's.
+        if (out / MANIFEST_NAME).is_file():
+            try:
+                old = Manifest.load(out)
+                for a in old.artifacts:
+                    if a.path and (out / a.path).is_file():
+                        (out / a.path).unlink()
+            except EdgekitError:
+                pass
+            (out / EVAL_FILE).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _data(recipe: Recipe, source: SourceModel, exporters: Mapping[str, Any]) -> tuple[Dataset | None, Dataset, str]:
+    zoo = None
+    if source.zoo:
+        from edgekit.models import get_entry
+
+        zoo = get_entry(source.zoo)
+    calib_spec = recipe.calib or (zoo.calib_data if zoo else None)
+    eval_spec = recipe.eval or (zoo.eval_data if zoo else None)
+    dtypes = [s.dtype for s in source.inputs]
+    calib = open_dataset(calib_spec, limit=recipe.calib_limit, seed=recipe.seed)
+    if calib is not None:
+        calib = calib.check_against(source.inputs, "calibration data").cast(dtypes)
+    evald = open_dataset(eval_spec, limit=recipe.eval_limit, seed=recipe.seed)
+    if evald is not None:
+        evald = evald.check_against(source.inputs, "evaluation data").cast(dtypes)
+        return calib, evald, str(eval_spec)
+    # No held-out data: compare on random inputs. Error numbers still mean something; accuracy does not.
+    return calib, random_like(source.inputs, n=64, seed=recipe.seed), "random inputs (no --eval given: no accuracy)"
+
+
+def _one_target(target: Target, exporter: Any, recipe: Recipe, source: SourceModel, calib: Dataset | None,
+                evald: Dataset, reference: list[np.ndarray], out: Path, say: Progress) -> Artifact:
+    base = {"target": target.display, "format": target.format, "precision": target.precision, "options": target.opts}
+    reason = exporter.unavailable_reason()
+    if reason:
+        say(f"  {target.display}: unsupported here: {reason}")
+        return Artifact(status=UNSUPPORTED, error=reason, **base)
+    final = out / f"{target.label}{exporter.suffix}"
+    staging = out / f".{final.name}.partial"
+    t0 = time.perf_counter()
+    try:
+        result = exporter.export(source, target.precision, target.opts, calib, staging)
+        os.replace(staging, final)  # atomic: a reader sees no file or the whole file
+    except EdgekitError as exc:
+        say(f"  {target.display}: export failed: {exc}")
+        return Artifact(status=ERROR, error=str(exc), seconds=round(time.perf_counter() - t0, 3), **base)
+    except Exception as exc:  # noqa: BLE001 - an exporter bug must not discard the other targets
+        msg = f"{type(exc).__name__}: {' '.join(str(exc).split())[:400]}"
+        say(f"  {target.display}: export failed: {msg}")
+        return Artifact(status=ERROR, error=msg, seconds=round(time.perf_counter() - t0, 3), **base)
+    finally:
+        if staging.exists():
+            staging.unlink()
+    seconds = round(time.perf_counter() - t0, 3)
+    data = final.read_bytes()
+    files = {
+        "path": final.name,
+        "bytes": len(data),
+        "gzip_bytes": len(gzip.compress(data, 9)),
+        "sha256": sha256_file(final),
+        "inputs": result.inputs,
+        "outputs": result.outputs,
+        "seconds": seconds,
+    }
+    base["options"] = {**target.opts, **result.options}
+    say(f"  {target.display}: wrote {final.name} ({len(data) / 1024:.1f} KiB, {seconds:.1f}s); validating")
+    try:
+        metrics = _validate(final, source, evald, reference)
+    except Exception as exc:  # noqa: BLE001
+        msg = str(exc) if isinstance(exc, EdgekitError) else f"{type(exc).__name__}: {exc}"
+        say(f"  {target.display}: could not validate: {msg}")
+        return Artifact(status=ERROR, error=f"validation could not run: {msg}", **files, **base)
+    why = judge(metrics, recipe.tolerance(target.precision))
+    metrics["tolerance"] = recipe.tolerance(target.precision).__dict__
+    status = FAILED if why else PASSED
+    say(f"  {target.display}: {status} ({_summary(metrics)})" + (f": {'; '.join(why)}" if why else ""))
+    return Artifact(status=status, validation=metrics, error="; ".join(why) or None, **files, **base)
+
+
+def _validate(file: Path, source: SourceModel, evald: Dataset, reference: list[np.ndarray]) -> dict[str, Any]:
+    from edgekit.runtime import load, run_batched
+
+    session = load(file)
+    outs = run_batched(session, list(evald.inputs))
+    ref_names = [s.name for s in source.outputs]
+    if sorted(session.output_names) == sorted(ref_names):
+        order = [session.output_names.index(n) for n in ref_names]  # match outputs by name
+        outs = [outs[i] for i in order]
+    return compare(reference, outs, labels=evald.labels, names=ref_names)
+
+
+def _summary(m: Mapping[str, Any]) -> str:
+    parts = [f"max abs err {m['max_abs_err']:.2g}", f"snr {m['snr_db']:.1f} dB"]
+    if m.get("top1_agreement") is not None:
+        parts.append(f"top-1 agree {m['top1_agreement'] * 100:.1f}%")
+    if m.get("accuracy") is not None:
+        parts.append(f"acc {m['accuracy']:.2f}% (ref {m['reference_accuracy']:.2f}%)")
+    return ", ".join(parts)
+
+
+def _save_eval(evald: Dataset, out: Path) -> str | None:
+    nbytes = sum(a.nbytes for a in evald.inputs) + (evald.labels.nbytes if evald.labels is not None else 0)
+    if nbytes > EVAL_FILE_MAX_BYTES:
+        return None
+    import io
+
+    arrays: dict[str, np.ndarray] = {}
+    if evald.num_inputs == 1:
+        arrays["x"] = evald.inputs[0]
+    else:
+        arrays.update({f"x{i}": a for i, a in enumerate(evald.inputs)})
+    if evald.labels is not None:
+        arrays["y"] = evald.labels
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(out / EVAL_FILE, buf.getvalue())
+    return EVAL_FILE
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    v = {"edgekit": __version__, "python": sys.version.split()[0], "platform": platform.platform()}
+    for dist in ("tensorflow", "keras", "tf-keras", "ai-edge-litert", "numpy"):
+        try:
+            v[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    return v
+
+
+__all__ = ["convert", "EVAL_FILE", "TensorSpec"]

@@ -1,0 +1,317 @@
+"""Load the model to convert: Keras 3 / tf_keras ``.keras`` files, ``.h5``, SavedModel folders, zoo names.
+
+Whatever the source, the pipeline gets a :class:`SourceModel` with the same four things: input and
+output specs, a reference ``predict`` and a TensorFlow concrete function to convert.
+
+Example:
+    >>> src = load_source("digits-cnn")  # doctest: +SKIP
+    >>> [s.describe() for s in src.inputs]  # doctest: +SKIP
+    ['image[?x8x8x1] float32']
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from edgekit.convert._tf import keras, tf, tf_keras
+from edgekit.errors import ModelError
+from edgekit.manifest import TensorSpec, sha256_file
+
+KERAS3 = "keras3"
+TF_KERAS = "tf_keras"
+SAVED_MODEL = "saved_model"
+
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+@dataclass
+class SourceModel:
+    """A loaded model, whatever it came from.
+
+    Attributes:
+        name: What the user asked for (path or zoo name).
+        kind: ``"keras3"``, ``"tf_keras"`` or ``"saved_model"``.
+        model: The Keras model, or the loaded SavedModel object.
+        inputs: Input specs in the model's order (batch dim ``None``).
+        outputs: Output specs in the model's order.
+        sha256: Hash of the source file/folder (``None`` for zoo models built in memory).
+        zoo: The zoo entry name when the model came from the zoo.
+    """
+
+    name: str
+    kind: str
+    model: Any
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    sha256: str | None = None
+    zoo: str | None = None
+    _export_dir: str | None = field(default=None, repr=False)
+    _tmp: Any = field(default=None, repr=False)
+
+    @property
+    def is_keras(self) -> bool:
+        return self.kind in (KERAS3, TF_KERAS)
+
+    def describe(self) -> dict[str, Any]:
+        """What the manifest records about the source."""
+        d: dict[str, Any] = {"name": self.name, "kind": self.kind, "sha256": self.sha256}
+        if self.zoo:
+            d["zoo"] = self.zoo
+        if self.is_keras:
+            d["params"] = int(self.model.count_params())
+        d["inputs"] = [s.to_dict() for s in self.inputs]
+        d["outputs"] = [s.to_dict() for s in self.outputs]
+        return d
+
+    def saved_model_dir(self) -> str:
+        """A SavedModel of this model with one ``serving_default`` signature, exported once.
+
+        Input and output names are the model's own (sanitised), so a converted file's signature
+        says ``logits`` rather than ``output_0``, and validation matches outputs by name. Keras 3
+        needs ``ExportArchive`` (a plain ``tf.Module`` does not track its variables); tf_keras
+        models are tracked by ``tf.saved_model.save`` directly.
+        """
+        if self.kind == SAVED_MODEL:
+            return self.name
+        if self._export_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="edgekit-sm-")
+            path = os.path.join(self._tmp.name, "saved_model")
+            self._export(path)
+            self._export_dir = path
+        return self._export_dir
+
+    def _export(self, path: str) -> None:
+        t = tf()
+        model, names = self.model, [o.name for o in self.outputs]
+        sig = [t.TensorSpec((None, *s.shape[1:]), s.dtype, name=s.name) for s in self.inputs]
+
+        def serve(*args):
+            out = model(list(args) if len(args) > 1 else args[0], training=False)
+            return dict(zip(names, _as_list(out, model)))
+
+        from edgekit._quiet import captured_output
+
+        with captured_output() as cap:
+            try:
+                if self.kind == KERAS3:
+                    archive = keras().export.ExportArchive()
+                    archive.track(model)
+                    archive.add_endpoint(name="serving_default", fn=serve, input_signature=sig)
+                    archive.write_out(path, verbose=False)
+                else:
+                    fn = t.function(serve, input_signature=sig)
+                    module = t.Module()
+                    module.model = model
+                    t.saved_model.save(module, path, signatures={"serving_default": fn.get_concrete_function()})
+            except Exception as exc:  # noqa: BLE001
+                raise ModelError(
+                    f"cannot trace {self.name} into a SavedModel: {' '.join(str(exc).split())[:300]} [{cap.tail(2)}]"
+                ) from None
+
+    def predict(self, arrays: Sequence[np.ndarray], batch_size: int = 256) -> list[np.ndarray]:
+        """Reference outputs (float32 numpy, model order) for inputs given as one array per input."""
+        n = len(arrays[0])
+        chunks: list[list[np.ndarray]] = []
+        if self.kind == SAVED_MODEL:
+            fn = self.model.signatures["serving_default"]
+        for start in range(0, n, batch_size):
+            batch = [np.asarray(a[start : start + batch_size]) for a in arrays]
+            if self.kind == SAVED_MODEL:
+                res = fn(**{s.name: tf().constant(b) for s, b in zip(self.inputs, batch)})
+                outs = [np.asarray(res[o.name]) for o in self.outputs]
+            else:
+                res = self.model(batch if len(batch) > 1 else batch[0], training=False)
+                outs = [np.asarray(o) for o in _as_list(res, self.model)]
+            chunks.append(outs)
+        return [np.concatenate([c[i] for c in chunks]) for i in range(len(self.outputs))]
+
+
+def _as_list(out: Any, model: Any) -> list[Any]:
+    if isinstance(out, dict):
+        return [out[k] for k in getattr(model, "output_names", None) or sorted(out)]
+    if isinstance(out, (list, tuple)):
+        return list(out)
+    return [out]
+
+
+def _clean(name: str, taken: set[str], fallback: str) -> str:
+    # TF signature names must be identifiers; Keras names like "dense/BiasAdd:0" are not.
+    base = re.sub(r"[^A-Za-z0-9_]", "_", name.split(":")[0]) or fallback
+    if base[0].isdigit():
+        base = f"t_{base}"
+    out, i = base, 1
+    while out in taken:
+        out, i = f"{base}_{i}", i + 1
+    taken.add(out)
+    return out
+
+
+def _dtype_name(dt: Any) -> str:
+    dt = getattr(dt, "name", dt)
+    return np.dtype(str(dt)).name
+
+
+def keras_specs(model: Any) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """Input/output specs of a built Keras 3 or tf_keras model, with signature-safe names."""
+    if not getattr(model, "inputs", None):
+        raise ModelError(
+            f"model {getattr(model, 'name', '?')!r} has no defined inputs (a subclassed model that was never "
+            "called): build it with keras.Input or call it on data once before saving"
+        )
+    taken: set[str] = set()
+    ins = tuple(
+        TensorSpec(_clean(getattr(t, "name", f"input_{i}"), taken, f"input_{i}"), (None, *tuple(t.shape)[1:]), _dtype_name(t.dtype))
+        for i, t in enumerate(model.inputs)
+    )
+    names = list(getattr(model, "output_names", None) or [])
+    if len(names) != len(model.outputs):
+        names = [getattr(t, "name", f"output_{i}") for i, t in enumerate(model.outputs)]
+    taken = {s.name for s in ins}
+    outs = tuple(
+        TensorSpec(_clean(n, taken, f"output_{i}"), (None, *tuple(t.shape)[1:]), _dtype_name(t.dtype))
+        for i, (n, t) in enumerate(zip(names, model.outputs))
+    )
+    return ins, outs
+
+
+def from_keras(model: Any, name: str | None = None, *, sha256: str | None = None, zoo: str | None = None) -> SourceModel:
+    """Wrap an in-memory Keras 3 or tf_keras model.
+
+    Example:
+        >>> src = from_keras(my_model)  # doctest: +SKIP
+    """
+    kind = TF_KERAS if type(model).__module__.startswith("tf_keras") else KERAS3
+    ins, outs = keras_specs(model)
+    return SourceModel(name or model.name, kind, model, ins, outs, sha256=sha256, zoo=zoo)
+
+
+def load_source(spec: str | Any, *, allow_unsafe: bool = False, seed: int = 0, progress=None) -> SourceModel:
+    """Load a model from a path, a zoo name or an in-memory Keras model.
+
+    Args:
+        spec: ``.keras`` / ``.h5`` file, SavedModel folder, zoo name, or a Keras model object.
+        allow_unsafe: Let Keras deserialise ``Lambda`` layers (arbitrary Python). Only for files you trust.
+        seed: Training seed for zoo models.
+        progress: Callback for one-line progress messages.
+
+    Raises:
+        ModelError: missing file, not a model, unsafe ``Lambda`` code, unknown zoo name.
+    """
+    if not isinstance(spec, (str, Path)):
+        return from_keras(spec)
+    path = Path(spec)
+    if not path.exists():
+        from edgekit.models import ZOO, get_entry
+
+        if str(spec) in ZOO or (not path.suffix and "/" not in str(spec)):
+            get_entry(str(spec))  # raises with close matches
+            from edgekit.models import train
+
+            model = train(str(spec), seed=seed, progress=progress)
+            return from_keras(model, str(spec), zoo=str(spec))
+        raise ModelError(f"model {str(spec)!r} does not exist (expected a .keras/.h5 file, a SavedModel folder or a zoo name)")
+    if path.is_dir():
+        if not (path / "saved_model.pb").is_file() and not (path / "saved_model.pbtxt").is_file():
+            raise ModelError(f"{path} is a folder but not a SavedModel (no saved_model.pb inside)")
+        return _load_saved_model(path)
+    suffix = path.suffix.lower()
+    if suffix not in MODEL_SUFFIXES:
+        raise ModelError(
+            f"cannot load {path.name}: unsupported model file type {suffix or '(none)'!r}; "
+            f"expected one of {', '.join(MODEL_SUFFIXES)} or a SavedModel folder"
+        )
+    digest = sha256_file(path)
+    model = _load_keras_file(path, allow_unsafe)
+    return from_keras(model, str(spec), sha256=digest)
+
+
+def _keras_version_in_archive(path: Path) -> str:
+    if not zipfile.is_zipfile(path):
+        raise ModelError(f"{path} is not a Keras model: a .keras file is a zip archive and this one is not (truncated or another format?)")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+            if "config.json" not in names:
+                raise ModelError(f"{path} is a zip archive but not a Keras model (no config.json inside)")
+            meta = json.loads(zf.read("metadata.json")) if "metadata.json" in names else {}
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise ModelError(f"{path} is a corrupt Keras archive: {exc}") from None
+    return str(meta.get("keras_version", ""))
+
+
+def _is_hdf5(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(8) == b"\x89HDF\r\n\x1a\n"
+
+
+def _load_keras_file(path: Path, allow_unsafe: bool) -> Any:
+    if path.suffix.lower() == ".keras":
+        version = _keras_version_in_archive(path)
+        # Files written by tf_keras say 2.x; Keras 3 cannot always read them, tf_keras can.
+        loaders = [_load_tf_keras, _load_keras3] if version.startswith("2.") else [_load_keras3, _load_tf_keras]
+    else:
+        if not _is_hdf5(path):
+            raise ModelError(f"{path} is not a Keras model: an .h5 file is HDF5 and this one is not (truncated or another format?)")
+        loaders = [_load_keras3, _load_tf_keras]
+    errors = []
+    for loader in loaders:
+        try:
+            return loader(path, allow_unsafe)
+        except ModelError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - each Keras raises its own zoo of types
+            msg = " ".join(str(exc).split())
+            if "safe_mode" in msg or "Lambda" in msg and "unsafe" in msg.lower():
+                raise ModelError(
+                    f"{path} contains a Lambda layer with Python code, which Keras safe mode refuses to load; "
+                    "if you trust this file, pass --allow-unsafe (allow_unsafe=True)"
+                ) from None
+            errors.append(f"{loader.__name__[6:]}: {msg[:300]}")
+    raise ModelError(f"cannot load {path}: " + "; ".join(errors))
+
+
+def _load_keras3(path: Path, allow_unsafe: bool) -> Any:
+    from edgekit._quiet import captured_output
+
+    with captured_output():
+        return keras().saving.load_model(path, compile=False, safe_mode=not allow_unsafe)
+
+
+def _load_tf_keras(path: Path, allow_unsafe: bool) -> Any:
+    from edgekit._quiet import captured_output
+
+    k2 = tf_keras()
+    with captured_output():
+        if path.suffix.lower() == ".keras":
+            return k2.models.load_model(path, compile=False, safe_mode=not allow_unsafe)
+        return k2.models.load_model(path, compile=False)
+
+
+def _load_saved_model(path: Path) -> SourceModel:
+    t = tf()
+    try:
+        loaded = t.saved_model.load(str(path))
+    except Exception as exc:  # noqa: BLE001
+        raise ModelError(f"cannot load SavedModel {path}: {' '.join(str(exc).split())[:300]}") from None
+    sigs = getattr(loaded, "signatures", {})
+    if "serving_default" not in sigs:
+        raise ModelError(f"SavedModel {path} has no 'serving_default' signature (it has {sorted(sigs)}): re-export it with one")
+    fn = sigs["serving_default"]
+    _, kw = fn.structured_input_signature
+    ins = tuple(
+        TensorSpec(name, (None, *tuple(spec.shape)[1:]), spec.dtype.name) for name, spec in sorted(kw.items())
+    )
+    outs = tuple(
+        TensorSpec(name, (None, *tuple(spec.shape)[1:]), spec.dtype.name)
+        for name, spec in sorted(fn.structured_outputs.items())
+    )
+    return SourceModel(str(path), SAVED_MODEL, loaded, ins, outs, sha256=sha256_file(path))

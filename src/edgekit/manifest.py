@@ -1,0 +1,273 @@
+"""The manifest: what a conversion produced, shared by the convert and runtime halves.
+
+Plain stdlib dataclasses and JSON, so the runtime can read a manifest with nothing but numpy
+installed. A manifest is written atomically (temp file + rename) beside its artifacts.
+
+Example:
+    >>> spec = TensorSpec(name="image", shape=(None, 8, 8, 1), dtype="float32")
+    >>> TensorSpec.from_dict(spec.to_dict()) == spec
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from edgekit.errors import ModelError
+
+MANIFEST_NAME = "manifest.json"
+SCHEMA_VERSION = 1
+
+# Artifact statuses. "passed"/"failed" are validation verdicts; the others say why there is none.
+PASSED = "passed"
+FAILED = "failed"  # exported, but outside tolerance
+ERROR = "error"  # export (or loading the artifact) failed
+UNSUPPORTED = "unsupported"  # this format x precision or engine is not available here
+NOT_VALIDATED = "not_validated"  # exported; cannot be run on this platform (never "passed")
+STATUSES = (PASSED, FAILED, ERROR, UNSUPPORTED, NOT_VALIDATED)
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One model input or output as the engine sees it.
+
+    Attributes:
+        name: The tensor's name (the signature name where the format has one).
+        shape: Dimensions; ``None`` for a dynamic one (usually the batch).
+        dtype: numpy dtype name, e.g. ``"float32"`` or ``"int8"``.
+        scale: Quantization scale for int8/uint8 tensors, else ``None``.
+        zero_point: Quantization zero point for int8/uint8 tensors, else ``None``.
+
+    Example:
+        >>> TensorSpec("x", (1, 4), "int8", scale=0.5, zero_point=-3).quantized
+        True
+    """
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str
+    scale: float | None = None
+    zero_point: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(None if d is None or d < 0 else int(d) for d in self.shape))
+
+    @property
+    def quantized(self) -> bool:
+        """Whether values are stored as integers with an affine (scale, zero point) mapping."""
+        return self.scale is not None and self.scale != 0.0
+
+    def describe(self) -> str:
+        """Human form, e.g. ``image[?x8x8x1] float32``."""
+        dims = "x".join("?" if d is None else str(d) for d in self.shape)
+        q = f" (scale={self.scale:.6g}, zero_point={self.zero_point})" if self.quantized else ""
+        return f"{self.name}[{dims}] {self.dtype}{q}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "scale": self.scale,
+            "zero_point": self.zero_point,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TensorSpec":
+        return cls(
+            name=str(d["name"]),
+            shape=tuple(d["shape"]),
+            dtype=str(d["dtype"]),
+            scale=d.get("scale"),
+            zero_point=d.get("zero_point"),
+        )
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One converted model file and what we know about it.
+
+    Attributes:
+        target: ``"format:precision"``, e.g. ``"tflite:int8"``.
+        format: Exporter name, e.g. ``"tflite"``.
+        precision: ``"fp32"``, ``"fp16"``, ``"dynamic"``, ``"int8"`` ...
+        status: One of :data:`STATUSES`.
+        path: File name relative to the manifest's folder (``None`` if nothing was written).
+        bytes: File size.
+        gzip_bytes: Size after gzip -9 (what pruning pays off in).
+        sha256: Hex digest of the file, checked by the runtime before loading.
+        inputs: Tensor specs as the engine sees them (int8 I/O carries scale/zero point).
+        outputs: Ditto for outputs.
+        validation: Numbers against the reference model (see :mod:`edgekit.convert.validate`).
+        options: Exporter options that made this artifact.
+        error: Why the artifact failed or is unsupported (one line), else ``None``.
+        seconds: Wall time of the export.
+    """
+
+    target: str
+    format: str
+    precision: str
+    status: str
+    path: str | None = None
+    bytes: int | None = None
+    gzip_bytes: int | None = None
+    sha256: str | None = None
+    inputs: tuple[TensorSpec, ...] = ()
+    outputs: tuple[TensorSpec, ...] = ()
+    validation: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"artifact status {self.status!r} is not one of {STATUSES}")
+
+    @property
+    def ok(self) -> bool:
+        """True when the artifact exists and did not fail validation."""
+        return self.status in (PASSED, NOT_VALIDATED)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["inputs"] = [t.to_dict() for t in self.inputs]
+        d["outputs"] = [t.to_dict() for t in self.outputs]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Artifact":
+        d = dict(d)
+        d["inputs"] = tuple(TensorSpec.from_dict(t) for t in d.get("inputs", ()))
+        d["outputs"] = tuple(TensorSpec.from_dict(t) for t in d.get("outputs", ()))
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything one ``convert`` run produced, as written to ``manifest.json``.
+
+    Example:
+        >>> m = Manifest(recipe={}, source={"name": "digits-cnn"}, artifacts=())
+        >>> Manifest.from_dict(m.to_dict()).source["name"]
+        'digits-cnn'
+    """
+
+    recipe: dict[str, Any]
+    source: dict[str, Any]
+    artifacts: tuple[Artifact, ...]
+    versions: dict[str, str] = field(default_factory=dict)
+    eval_data: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def ok(self) -> bool:
+        """True when no artifact failed or errored (unsupported targets count as failures too)."""
+        return all(a.ok for a in self.artifacts)
+
+    def artifact(self, target: str) -> Artifact:
+        """The artifact for ``"format:precision"``; ``KeyError`` listing the targets if absent."""
+        for a in self.artifacts:
+            if a.target == target:
+                return a
+        raise KeyError(f"no artifact {target!r} in manifest; it has {[a.target for a in self.artifacts]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "created": self.created,
+            "versions": dict(self.versions),
+            "source": dict(self.source),
+            "recipe": self.recipe,
+            "eval_data": dict(self.eval_data),
+            "artifacts": [a.to_dict() for a in self.artifacts],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Manifest":
+        return cls(
+            recipe=d.get("recipe", {}),
+            source=d.get("source", {}),
+            artifacts=tuple(Artifact.from_dict(a) for a in d.get("artifacts", ())),
+            versions=d.get("versions", {}),
+            eval_data=d.get("eval_data", {}),
+            created=d.get("created", ""),
+            schema_version=int(d.get("schema_version", SCHEMA_VERSION)),
+        )
+
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        """Write ``manifest.json`` into ``folder`` atomically and return its path."""
+        path = Path(folder) / MANIFEST_NAME
+        atomic_write_bytes(path, (json.dumps(self.to_dict(), indent=2, default=_json_default) + "\n").encode())
+        return path
+
+    @classmethod
+    def load(cls, folder_or_file: str | os.PathLike[str]) -> "Manifest":
+        """Read a manifest from its folder or from the ``manifest.json`` path itself."""
+        path = Path(folder_or_file)
+        if path.is_dir():
+            path = path / MANIFEST_NAME
+        if not path.is_file():
+            raise ModelError(f"no manifest at {path}: run 'edgekit convert ... -o {path.parent}' first")
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"{path} is not a valid edgekit manifest: {exc}") from None
+
+
+def _json_default(o: Any) -> Any:
+    # numpy scalars sneak into validation numbers; store them as plain numbers.
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, (set, frozenset, tuple)):
+        return list(o)
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"cannot store {type(o).__name__} in a manifest")
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` so readers see the old file or the whole new one, never half.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.bin"
+        >>> atomic_write_bytes(p, b"hi").read_bytes()
+        b'hi'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file (or of every file under a folder, in sorted path order)."""
+    p = Path(path)
+    h = hashlib.sha256()
+    files: Iterable[Path] = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
+    for f in files:
+        if p.is_dir():
+            h.update(str(f.relative_to(p)).encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,213 @@
+"""LiteRT backend for ``.tflite`` files: ai-edge-litert, then tflite_runtime, then tf.lite.
+
+LiteRT's Python ``Interpreter`` runs on one thread unless told otherwise, which is the most common
+reason a Pi benchmark looks 3x slower than it should; we default to the machine's cores.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from edgekit.errors import BackendError, InputError, MissingDependencyError
+from edgekit.manifest import TensorSpec
+
+
+def default_threads() -> int:
+    """Cores this process may use (respects CPU affinity / cgroup pinning where visible)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _interpreter_class() -> tuple[Any, str, str]:
+    """(Interpreter class, engine name, version), in our order of preference."""
+    try:
+        from ai_edge_litert import interpreter as mod
+
+        import ai_edge_litert
+
+        return mod.Interpreter, "ai-edge-litert", getattr(ai_edge_litert, "__version__", _dist_version("ai-edge-litert"))
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime import interpreter as mod  # type: ignore[import-not-found]
+
+        return mod.Interpreter, "tflite_runtime", _dist_version("tflite-runtime")
+    except ImportError:
+        pass
+    try:
+        # Last resort only: the slim runtime must not need TensorFlow.
+        import tensorflow as tf  # type: ignore[import-not-found]
+
+        return tf.lite.Interpreter, "tf.lite", tf.__version__
+    except ImportError:
+        raise MissingDependencyError("ai-edge-litert", "tflite", "running .tflite models") from None
+
+
+def _dist_version(name: str) -> str:
+    try:
+        from importlib.metadata import version
+
+        return version(name)
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+_SIG_PREFIX = re.compile(r"^serving_default_")
+
+
+def _spec(name: str, d: dict[str, Any]) -> TensorSpec:
+    shape = d.get("shape_signature")
+    if shape is None or len(shape) == 0:
+        shape = d["shape"]
+    scale, zp = d.get("quantization", (0.0, 0))
+    dtype = np.dtype(d["dtype"]).name
+    quantized = bool(scale) and dtype in ("int8", "uint8", "int16")
+    return TensorSpec(
+        name=name,
+        shape=tuple(int(x) for x in shape),
+        dtype=dtype,
+        scale=float(scale) if quantized else None,
+        zero_point=int(zp) if quantized else None,
+    )
+
+
+class LiteRTEngine:
+    """One TFLite interpreter with named, ordered inputs and outputs."""
+
+    def __init__(self, path: Path, num_threads: int | None = None, use_xnnpack: bool = True) -> None:
+        cls, self.engine, self.version = _interpreter_class()
+        self.path = Path(path)
+        self.num_threads = default_threads() if num_threads is None else int(num_threads)
+        if self.num_threads < 1:
+            raise InputError(f"num_threads must be >= 1, got {num_threads}")
+        _check_file(self.path)
+        kwargs: dict[str, Any] = {"model_path": str(self.path), "num_threads": self.num_threads}
+        if not use_xnnpack:
+            # OpResolverType lives in the interpreter module of each flavour.
+            kwargs["experimental_op_resolver_type"] = _resolver(cls, "BUILTIN_WITHOUT_DEFAULT_DELEGATES")
+        self.use_xnnpack = use_xnnpack
+        from edgekit._quiet import captured_output
+
+        try:
+            # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate" from C++ on load.
+            with captured_output():
+                self._it = cls(**kwargs)
+                self._it.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise BackendError(f"cannot load {self.path.name} with {self.engine}: {' '.join(str(exc).split())[:300]}") from None
+        self._map_signature()
+
+    def _map_signature(self) -> None:
+        it = self._it
+        details_in = {d["index"]: d for d in it.get_input_details()}
+        details_out = {d["index"]: d for d in it.get_output_details()}
+        sigs = it.get_signature_list() if hasattr(it, "get_signature_list") else {}
+        if sigs:
+            key = "serving_default" if "serving_default" in sigs else sorted(sigs)[0]
+            runner = it.get_signature_runner(key)
+            sin, sout = runner.get_input_details(), runner.get_output_details()
+            in_names = [n for n in sigs[key]["inputs"] if n in sin]
+            out_names = [n for n in sigs[key]["outputs"] if n in sout]
+            self._in = [(n, sin[n]["index"]) for n in in_names]
+            self._out = [(n, sout[n]["index"]) for n in out_names]
+        else:
+            self._in = [(_SIG_PREFIX.sub("", d["name"]).split(":")[0], i) for i, d in sorted(details_in.items())]
+            self._out = [(d["name"], i) for i, d in sorted(details_out.items())]
+        self.inputs = tuple(_spec(n, details_in[i]) for n, i in self._in)
+        self.outputs = tuple(_spec(n, details_out[i]) for n, i in self._out)
+        self._current = {i: tuple(int(x) for x in details_in[i]["shape"]) for _, i in self._in}
+
+    def run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        it = self._it
+        resized = False
+        for (name, idx), arr in zip(self._in, arrays):
+            if tuple(arr.shape) != self._current[idx]:
+                try:
+                    it.resize_tensor_input(idx, list(arr.shape), strict=True)
+                except (ValueError, RuntimeError, TypeError) as exc:
+                    raise InputError(
+                        f"input {name!r}: this model cannot take shape {tuple(arr.shape)} "
+                        f"(engine said: {' '.join(str(exc).split())[:200]})"
+                    ) from None
+                self._current[idx] = tuple(arr.shape)
+                resized = True
+        if resized:
+            try:
+                it.allocate_tensors()
+            except (ValueError, RuntimeError) as exc:
+                raise InputError(f"cannot run {self.path.name} at these input shapes: {' '.join(str(exc).split())[:200]}") from None
+        for (_, idx), arr in zip(self._in, arrays):
+            it.set_tensor(idx, arr)
+        it.invoke()
+        # get_tensor copies, so results survive the next invoke.
+        return [it.get_tensor(idx) for _, idx in self._out]
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "backend": "litert",
+            "engine": self.engine,
+            "engine_version": self.version,
+            "num_threads": self.num_threads,
+            "xnnpack": self.use_xnnpack,
+        }
+
+
+def _resolver(cls: Any, name: str) -> Any:
+    import importlib
+
+    mod = importlib.import_module(cls.__module__)
+    return getattr(mod.OpResolverType, name)
+
+
+def _check_file(path: Path) -> None:
+    # LiteRT verifies the flatbuffer itself; these checks give a clearer message for the common cases.
+    if not path.exists():
+        raise BackendError(f"model file {path} does not exist")
+    if path.is_dir():
+        raise BackendError(f"{path} is a folder, not a .tflite file")
+    size = path.stat().st_size
+    if size < 8:
+        raise BackendError(f"{path.name} is not a TFLite model: the file is {size} bytes (empty or truncated)")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head[4:8] != b"TFL3":
+        raise BackendError(f"{path.name} is not a TFLite model: missing the 'TFL3' file identifier (wrong format or corrupt)")
+
+
+class LiteRTBackend:
+    """Backend for the ``tflite`` format.
+
+    Example:
+        >>> eng = LiteRTBackend().open(Path("model.tflite"), num_threads=2)  # doctest: +SKIP
+        >>> [s.name for s in eng.inputs]  # doctest: +SKIP
+        ['image']
+    """
+
+    name: ClassVar[str] = "litert"
+    format: ClassVar[str] = "tflite"
+
+    def unavailable_reason(self) -> str | None:
+        try:
+            _interpreter_class()
+        except MissingDependencyError as exc:
+            return str(exc)
+        return None
+
+    def open(self, path: Path, **options: Any) -> LiteRTEngine:
+        unknown = set(options) - {"num_threads", "use_xnnpack"}
+        if unknown:
+            raise InputError(f"unknown LiteRT option(s) {sorted(unknown)}; known: num_threads, use_xnnpack")
+        return LiteRTEngine(Path(path), **options)
+
+
+def open_interpreter_specs(path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """Input and output specs of a ``.tflite`` file as the runtime will see them."""
+    eng = LiteRTEngine(Path(path), num_threads=1)
+    return eng.inputs, eng.outputs

@@ -1,0 +1,100 @@
+"""``load(path)``: a bare model file or an edgekit output folder to a :class:`Session`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import BackendError, ModelError
+from edgekit.manifest import MANIFEST_NAME, PASSED, NOT_VALIDATED, Artifact, Manifest, sha256_file
+from edgekit.runtime.backends import format_for_path, get_backend
+from edgekit.runtime.session import Session
+
+
+def choose_artifact(manifest: Manifest, target: str | None = None) -> tuple[Artifact, str]:
+    """Pick the artifact to load and say why.
+
+    With ``target`` (``"tflite:int8"``, or just a format or precision) the first matching artifact that
+    exists is used. Otherwise the first artifact that passed validation, in manifest order.
+
+    Example:
+        >>> m = Manifest(recipe={}, source={}, artifacts=(Artifact("tflite:fp32", "tflite", "fp32", "passed", path="a.tflite"),))
+        >>> choose_artifact(m)[0].target
+        'tflite:fp32'
+    """
+    present = [a for a in manifest.artifacts if a.path]
+    if target:
+        for a in present:
+            if target in (a.target, a.format, a.precision):
+                why = f"requested {target!r}"
+                if a.status not in (PASSED, NOT_VALIDATED):
+                    why += f" (warning: its validation status is {a.status!r})"
+                return a, why
+        raise ModelError(f"no artifact matches {target!r}; this folder has {[a.target for a in present] or 'none'}")
+    for a in present:
+        if a.status == PASSED:
+            return a, "first artifact that passed validation"
+    raise ModelError(
+        f"no artifact in this folder passed validation ({', '.join(f'{a.target}={a.status}' for a in manifest.artifacts) or 'none'}); "
+        "pick one explicitly with target=... / --target"
+    )
+
+
+def load(path: str | os.PathLike[str], *, target: str | None = None, num_threads: int | None = None,
+         verify: bool = True, quantize_io: bool = True, **engine_options: Any) -> Session:
+    """Open a model file or an edgekit output folder.
+
+    Args:
+        path: A ``.tflite`` file, or a folder (or ``manifest.json``) written by ``edgekit convert``.
+        target: For folders: which artifact, e.g. ``"tflite:int8"``; default: first that passed validation.
+        num_threads: Engine threads; default all cores this process may use.
+        verify: Check the artifact's size and sha256 against the manifest before loading.
+        quantize_io: Quantize float feeds for int8 inputs and dequantize int8 outputs.
+        **engine_options: Backend-specific options (LiteRT: ``use_xnnpack``).
+
+    Raises:
+        ModelError: missing path, bad manifest, no matching artifact, integrity mismatch.
+        BackendError: the engine cannot load the file (corrupt, wrong format).
+        MissingDependencyError: the engine is not installed (message names the extra).
+
+    Example:
+        >>> s = load("digits.tflite", num_threads=2)  # doctest: +SKIP
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ModelError(f"{p} does not exist")
+    artifact: Artifact | None = None
+    info: dict[str, Any] = {}
+    if p.is_dir() or p.name == MANIFEST_NAME:
+        folder = p if p.is_dir() else p.parent
+        manifest = Manifest.load(folder)
+        artifact, why = choose_artifact(manifest, target)
+        file = folder / str(artifact.path)
+        if verify:
+            verify_artifact(file, artifact)
+        fmt, precision = artifact.format, artifact.precision
+        info["chosen"] = f"{artifact.target}: {why}"
+    else:
+        file, fmt, precision = p, format_for_path(p), None
+    options = dict(engine_options)
+    if num_threads is not None:
+        options["num_threads"] = num_threads
+    engine = get_backend(fmt).open(file, **options)
+    return Session(engine, path=file, format=fmt, precision=precision, quantize_io=quantize_io, artifact=artifact, info=info)
+
+
+def verify_artifact(file: Path, artifact: Artifact) -> None:
+    """Raise :class:`ModelError` unless ``file`` has the manifest's size and sha256."""
+    if not file.exists():
+        raise ModelError(f"artifact {file} listed in the manifest is missing")
+    if artifact.bytes is not None and file.is_file() and file.stat().st_size != artifact.bytes:
+        raise ModelError(
+            f"artifact {file.name} is {file.stat().st_size} bytes but the manifest says {artifact.bytes}: "
+            "it was modified or truncated (re-copy it, or pass --no-verify to load anyway)"
+        )
+    if artifact.sha256 and sha256_file(file) != artifact.sha256:
+        raise ModelError(f"artifact {file.name} does not match its sha256 in the manifest: it was modified (re-copy it, or pass --no-verify)")
+
+
+__all__ = ["BackendError", "choose_artifact", "load", "verify_artifact"]

@@ -1,0 +1,175 @@
+"""Session: numpy in, numpy out, with feeds checked and int8 I/O (de)quantized for you.
+
+Engines' interpreters are not thread-safe; a Session serialises ``run`` with a lock so one Session
+can be shared by threads (each call sees consistent results; for parallel throughput open one
+Session per thread).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from edgekit.errors import InputError
+from edgekit.manifest import Artifact, TensorSpec
+
+Feeds = "Mapping[str, np.ndarray] | Sequence[np.ndarray] | np.ndarray"
+
+
+def quantize(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """Float values to the integer representation of a quantized tensor (round, clip).
+
+    Example:
+        >>> quantize(np.array([0.0, 1.0], np.float32), TensorSpec("x", (2,), "int8", 1 / 255, -128)).tolist()
+        [-128, 127]
+    """
+    info = np.iinfo(np.dtype(spec.dtype))
+    q = np.round(np.asarray(x, np.float32) / np.float32(spec.scale)) + spec.zero_point
+    return np.clip(q, info.min, info.max).astype(spec.dtype)
+
+
+def dequantize(q: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """Integer tensor values back to float32.
+
+    Example:
+        >>> dequantize(np.array([-128, 127], np.int8), TensorSpec("x", (2,), "int8", 0.5, -128)).tolist()
+        [0.0, 127.5]
+    """
+    return ((q.astype(np.float32) - np.float32(spec.zero_point)) * np.float32(spec.scale)).astype(np.float32)
+
+
+class Session:
+    """A loaded model ready to ``run``.
+
+    Attributes:
+        inputs: Engine input specs (int8 inputs carry scale/zero point).
+        outputs: Engine output specs.
+        path: The artifact file.
+        format: ``"tflite"`` ...
+        precision: From the manifest when known, else ``None``.
+        quantize_io: Whether float feeds to int8 inputs are quantized and int8 outputs dequantized.
+        artifact: The manifest entry this Session was loaded from, if any.
+        info: Engine name/version/threads and how the artifact was chosen.
+
+    Example:
+        >>> s = load("out/")  # doctest: +SKIP
+        >>> s.run({"image": np.zeros((1, 8, 8, 1), np.float32)})["logits"].shape  # doctest: +SKIP
+        (1, 10)
+    """
+
+    def __init__(self, engine: Any, *, path: Any, format: str, precision: str | None = None,
+                 quantize_io: bool = True, artifact: Artifact | None = None, info: dict[str, Any] | None = None) -> None:
+        self._engine = engine
+        self._lock = threading.Lock()
+        self.inputs: tuple[TensorSpec, ...] = tuple(engine.inputs)
+        self.outputs: tuple[TensorSpec, ...] = tuple(engine.outputs)
+        self.path = path
+        self.format = format
+        self.precision = precision
+        self.quantize_io = quantize_io
+        self.artifact = artifact
+        self.info = {**engine.info(), **(info or {})}
+
+    @property
+    def input_names(self) -> list[str]:
+        return [s.name for s in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [s.name for s in self.outputs]
+
+    def prepare(self, feeds: Any) -> list[np.ndarray]:
+        """Check feeds against the input specs and convert them to engine arrays (in input order)."""
+        arrays = self._order(feeds)
+        return [self._convert(spec, arr) for spec, arr in zip(self.inputs, arrays)]
+
+    def run(self, feeds: Any) -> dict[str, np.ndarray]:
+        """Run one batch.
+
+        Args:
+            feeds: ``{name: array}``, a list of arrays in input order, or one array for a one-input model.
+
+        Returns:
+            ``{output name: array}`` in output order; int8 outputs dequantized to float32 unless
+            ``quantize_io`` is off.
+
+        Raises:
+            InputError: unknown/missing names, wrong rank, shape or dtype (message names the expected spec).
+        """
+        arrays = self.prepare(feeds)
+        with self._lock:
+            outs = self._engine.run(arrays)
+        return {spec.name: self._finish(spec, o) for spec, o in zip(self.outputs, outs)}
+
+    def run_prepared(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Run engine-ready arrays from :meth:`prepare` (what ``bench`` times: no per-call checks)."""
+        with self._lock:
+            return self._engine.run(arrays)
+
+    def _order(self, feeds: Any) -> list[np.ndarray]:
+        expected = ", ".join(s.describe() for s in self.inputs)
+        if isinstance(feeds, Mapping):
+            unknown = [k for k in feeds if k not in self.input_names]
+            if unknown:
+                raise InputError(f"unknown input name(s) {unknown}; this model takes {expected}")
+            missing = [n for n in self.input_names if n not in feeds]
+            if missing:
+                raise InputError(f"missing input(s) {missing}; this model takes {expected}")
+            return [np.asarray(feeds[n]) for n in self.input_names]
+        if isinstance(feeds, np.ndarray) or np.isscalar(feeds):
+            feeds = [feeds]
+        if not isinstance(feeds, (list, tuple)):
+            raise InputError(f"feeds must be a dict, a list of arrays or one array, got {type(feeds).__name__}")
+        if len(feeds) != len(self.inputs):
+            raise InputError(f"got {len(feeds)} input array(s) but this model takes {len(self.inputs)}: {expected}")
+        return [np.asarray(f) for f in feeds]
+
+    def _convert(self, spec: TensorSpec, arr: np.ndarray) -> np.ndarray:
+        if arr.ndim != len(spec.shape):
+            raise InputError(f"input {spec.name!r} got shape {arr.shape} (rank {arr.ndim}) but expects {spec.describe()}")
+        # Only the batch axis may differ from a fixed shape; other fixed dims must match.
+        for axis, (got, want) in enumerate(zip(arr.shape, spec.shape)):
+            if axis > 0 and want is not None and got != want:
+                raise InputError(f"input {spec.name!r} got shape {arr.shape} but expects {spec.describe()}")
+        want = np.dtype(spec.dtype)
+        if arr.dtype == want:
+            return np.ascontiguousarray(arr)
+        if spec.quantized and self.quantize_io and arr.dtype.kind == "f":
+            return quantize(arr, spec)
+        if want.kind == "f" and arr.dtype.kind == "f":
+            return np.ascontiguousarray(arr, dtype=want)  # float64 -> float32 is what numpy users mean
+        how = " (pass float data to have it quantized, or raw values as this dtype)" if spec.quantized else ""
+        raise InputError(f"input {spec.name!r} got dtype {arr.dtype} but expects {spec.describe()}{how}")
+
+    def _finish(self, spec: TensorSpec, out: np.ndarray) -> np.ndarray:
+        if spec.quantized and self.quantize_io:
+            return dequantize(out, spec)
+        return out
+
+    def __repr__(self) -> str:
+        ins = ", ".join(s.describe() for s in self.inputs)
+        return f"Session({self.format}:{self.precision or '?'} {getattr(self.path, 'name', self.path)}; inputs: {ins})"
+
+
+def run_batched(session: Session, inputs: Sequence[np.ndarray], batch_size: int = 64) -> list[np.ndarray]:
+    """Outputs (in output order) of ``session`` over whole arrays, in batches.
+
+    Falls back to one sample at a time when the model's batch dimension is fixed.
+
+    Example:
+        >>> outs = run_batched(session, [x_eval])  # doctest: +SKIP
+    """
+    n = len(inputs[0])
+    if n == 0:
+        raise InputError("no samples to run")
+    try:
+        session.run([a[: min(batch_size, n)] for a in inputs])
+    except InputError:
+        batch_size = 1
+    chunks: list[list[np.ndarray]] = []
+    for start in range(0, n, batch_size):
+        res = session.run([a[start : start + batch_size] for a in inputs])
+        chunks.append([res[name] for name in session.output_names])
+    return [np.concatenate([c[i] for c in chunks]) for i in range(len(session.outputs))]
