@@ -31,7 +31,7 @@ from edgekit.runtime.device import device_info
 from edgekit.runtime.session import Session, run_batched
 
 SCHEMA = "edgekit.bench/1"
-CV_WARN = 0.15  # coefficient of variation above which a result is flagged as unstable
+CV_WARN = 0.15  # robust coefficient of variation above which a result is flagged as unstable
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,7 @@ class BenchResult:
     runs: int = 0
     latency_ms: dict[str, float] = field(default_factory=dict)
     cv: float | None = None
+    robust_cv: float | None = None
     throughput: float | None = None
     peak_rss_mb: float | None = None
     accuracy: float | None = None
@@ -175,12 +176,17 @@ def time_session(session: Session, config: BenchConfig, feeds: Sequence[np.ndarr
     }
     lat = {k: round(v, 4) for k, v in lat.items()}
     cv = round(lat["std"] / lat["mean"], 4) if lat["mean"] > 0 else None
+    # The warning uses a robust spread (MAD / median): one preempted call in a 10 us loop should not
+    # cry wolf, a bimodal or drifting run should.
+    med = float(np.median(a))
+    robust_cv = round(1.4826 * float(np.median(np.abs(a - med))) / med, 4) if med > 0 else None
     return {
         "first_ms": round(first_ms, 3),
         "warmup_runs": config.warmup,
         "runs": len(times),
         "latency_ms": lat,
         "cv": cv,
+        "robust_cv": robust_cv,
         "throughput": round(config.batch_size * 1e3 / lat["mean"], 2) if lat["mean"] > 0 else None,
     }
 
@@ -203,9 +209,9 @@ def bench_file(path: str | os.PathLike[str], config: BenchConfig = BenchConfig()
     path = Path(path)
     base = {
         "model": str(path),
-        "target": artifact.target if artifact else f"{path.suffix.lstrip('.')}:?",
+        "target": artifact.target if artifact else f"{path.suffix.lstrip('.')}:{_guess_precision(path)}",
         "format": artifact.format if artifact else path.suffix.lstrip("."),
-        "precision": artifact.precision if artifact else "?",
+        "precision": artifact.precision if artifact else _guess_precision(path),
         "status": "error",
         "size_bytes": path.stat().st_size if path.is_file() else None,
         "batch_size": config.batch_size,
@@ -214,6 +220,10 @@ def bench_file(path: str | os.PathLike[str], config: BenchConfig = BenchConfig()
     try:
         if artifact is not None and verify:
             verify_artifact(path, artifact)
+        from edgekit.runtime.backends import format_for_path, get_backend
+
+        # Import the engine first so load_ms is the model's load, not the library's import.
+        get_backend(artifact.format if artifact else format_for_path(path)).unavailable_reason()
         _reset_peak_rss()
         t = time.perf_counter()
         session = load(path, num_threads=config.num_threads)
@@ -226,8 +236,8 @@ def bench_file(path: str | os.PathLike[str], config: BenchConfig = BenchConfig()
     except EdgekitError as exc:
         return BenchResult(**base, error=str(exc))
     warnings = []
-    if timing["cv"] is not None and timing["cv"] > CV_WARN:
-        warnings.append(f"unstable timing: cv {timing['cv']:.2f} > {CV_WARN} (busy or throttled machine?)")
+    if timing["robust_cv"] is not None and timing["robust_cv"] > CV_WARN:
+        warnings.append(f"unstable timing: robust cv {timing['robust_cv']:.2f} > {CV_WARN} (busy or throttled machine?)")
     info = session.info
     return BenchResult(
         **{**base, "status": "ok"},
@@ -319,3 +329,15 @@ def notes(results: Sequence[BenchResult]) -> list[str]:
             out.append(f"{r.target} is not faster than {ref.target} here (p50 {ratio:.2f}x): int8 needs int8 kernels "
                        "(VNNI / dot-product) to pay off; prefer the smaller file only if size matters more")
     return out
+
+
+def _guess_precision(path: Path) -> str:
+    """Best guess at a bare file's precision (for the table only; manifests say it exactly)."""
+    if path.suffix.lower() != ".tflite" or not path.is_file():
+        return "?"
+    try:
+        from edgekit.runtime.backends.litert import guess_precision
+
+        return guess_precision(path)
+    except EdgekitError:
+        return "?"

@@ -207,6 +207,28 @@ class LiteRTBackend:
         return LiteRTEngine(Path(path), **options)
 
 
+def guess_precision(path: Path) -> str:
+    """fp32 / fp16 / int8 / int16x8 / dynamic, from the tensor types inside a ``.tflite`` file.
+
+    Example:
+        >>> guess_precision(Path("tflite-int8.tflite"))  # doctest: +SKIP
+        'int8'
+    """
+    eng = LiteRTEngine(Path(path), num_threads=1)
+    types = {np.dtype(d["dtype"]).name for d in eng._it.get_tensor_details()}
+    if "int16" in types and "int8" in types:
+        return "int16x8"
+    if "int8" in types or "uint8" in types:
+        if any(s.quantized for s in eng.inputs) or "float32" not in types:
+            return "int8"
+        # int8 weights with float activations is dynamic range; int8 activations with float I/O is int8.
+        quant_ops = sum(1 for d in eng._it.get_tensor_details() if np.dtype(d["dtype"]).name == "int8" and d["quantization"][0])
+        return "int8" if quant_ops > 2 * max(1, sum(1 for d in eng._it.get_tensor_details() if np.dtype(d["dtype"]).name == "float32")) else "dynamic"
+    if "float16" in types:
+        return "fp16"
+    return "fp32"
+
+
 def open_interpreter_specs(path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
     """Input and output specs of a ``.tflite`` file as the runtime will see them."""
     eng = LiteRTEngine(Path(path), num_threads=1)
