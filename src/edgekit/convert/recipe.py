@@ -226,6 +226,8 @@ class Recipe:
             did = f"; did you mean {hint[0]!r}?" if hint else ""
             raise RecipeError(f"unknown recipe key {k!r}{did} (known keys: {', '.join(known)})")
         kw = dict(d)
+        if not kw.get("model"):
+            raise RecipeError("recipe needs 'model': a .keras/.h5 file, a SavedModel folder or a zoo name")
         targets = kw.get("targets") or ()
         if isinstance(targets, (str, Mapping)):
             targets = [targets]

@@ -1,0 +1,35 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   venv -> install -> train the zoo digits model -> convert to 4 TFLite targets -> validate -> bench
+#   make test   venv -> install -> full test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+OUT    ?= demo-out
+TARGETS := -t tflite:fp32 -t tflite:dynamic -t tflite:int8 -t tflite:fp16
+
+.PHONY: demo test test-fast bench venv clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+demo: venv
+	$(BIN)/edgekit convert digits-cnn $(TARGETS) -o $(OUT) --force
+	$(BIN)/edgekit bench $(OUT) --runs 200
+
+# pytest exits 5 when it collects no tests; make treats any non-zero exit as failure.
+test: venv
+	$(BIN)/python -m pytest -q
+
+test-fast: venv
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: venv
+	$(BIN)/python benchmarks/tflite_precisions.py
+
+clean:
+	rm -rf $(VENV) $(OUT) build dist src/*.egg-info .pytest_cache
