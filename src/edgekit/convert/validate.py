@@ -109,7 +109,7 @@ def judge(metrics: dict[str, Any], tol: Tolerance) -> list[str]:
 
     Example:
         >>> judge({"snr_db": 10.0, "rel_max_abs_err": 0.0}, Tolerance(min_snr_db=20.0))
-        ['snr 10.0 dB < 20.0 dB']
+        ['snr 10.0 dB < 20 dB']
     """
     why: list[str] = []
     if metrics.get("nonfinite"):
