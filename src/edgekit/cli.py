@@ -56,6 +56,9 @@ def main() -> None:
 @click.option("--max-accuracy-drop", type=float, help="Tolerance for every precision: accuracy drop in points.")
 @click.option("--tol", "tols", multiple=True, metavar="PREC.CHECK=V",
               help="Override one tolerance, e.g. int8.min_snr_db=10 or '*.max_accuracy_drop=1'. Repeatable.")
+@click.option("--image-scale", type=float, help="Image folders: multiply pixels (0..255) by this (default 1/255).")
+@click.option("--image-mean", help="Image folders: subtract after scaling; one number or comma list per channel.")
+@click.option("--image-std", help="Image folders: divide last; one number or comma list per channel.")
 @click.option("--allow-unsafe", is_flag=True, help="Allow Keras Lambda layers (runs code from the file).")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(), help="Output folder.")
 @click.option("--force", is_flag=True, help="Replace a previous edgekit output in the folder.")
@@ -63,7 +66,8 @@ def main() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 def convert(model: str | None, recipe_path: str | None, targets: Sequence[str], calib: str | None, eval_: str | None,
             calib_limit: int | None, eval_limit: int | None, seed: int | None, max_accuracy_drop: float | None,
-            tols: Sequence[str], allow_unsafe: bool, out_dir: str, force: bool, as_json: bool, quiet: bool) -> None:
+            tols: Sequence[str], image_scale: float | None, image_mean: str | None, image_std: str | None,
+            allow_unsafe: bool, out_dir: str, force: bool, as_json: bool, quiet: bool) -> None:
     """Convert MODEL (.keras/.h5 file, SavedModel folder or zoo name) to every --target and validate each.
 
     \b
@@ -74,7 +78,7 @@ def convert(model: str | None, recipe_path: str | None, targets: Sequence[str], 
     """
     try:
         recipe = _recipe(model, recipe_path, targets, calib, eval_, calib_limit, eval_limit, seed,
-                         max_accuracy_drop, tols, allow_unsafe)
+                         max_accuracy_drop, tols, allow_unsafe, (image_scale, image_mean, image_std))
         from edgekit.convert.pipeline import convert as run_convert
 
         manifest = run_convert(recipe, out_dir, force=force, progress=_Progress(quiet))
@@ -88,7 +92,8 @@ def convert(model: str | None, recipe_path: str | None, targets: Sequence[str], 
     sys.exit(0 if manifest.ok else 1)
 
 
-def _recipe(model, recipe_path, targets, calib, eval_, calib_limit, eval_limit, seed, max_drop, tols, allow_unsafe):
+def _recipe(model, recipe_path, targets, calib, eval_, calib_limit, eval_limit, seed, max_drop, tols, allow_unsafe,
+            image=(None, None, None)):
     from edgekit.convert.recipe import Recipe, Target
     from edgekit.errors import RecipeError
 
@@ -123,7 +128,22 @@ def _recipe(model, recipe_path, targets, calib, eval_, calib_limit, eval_limit, 
             raise RecipeError(f"--tol {item!r}: {value!r} is not a number") from None
         tolerances.setdefault(precision, {})[check] = number
     base["tolerances"] = tolerances
+    images = dict(base.get("images") or {})
+    for key, value in zip(("scale", "mean", "std"), image):
+        if value is not None:
+            images[key] = value if key == "scale" else _numbers(value, f"--image-{key}")
+    base["images"] = images
     return Recipe.from_dict(base)
+
+
+def _numbers(text: str, flag: str) -> float | list[float]:
+    from edgekit.errors import RecipeError
+
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise RecipeError(f"{flag} {text!r} must be a number or a comma list, e.g. 0.485,0.456,0.406") from None
+    return vals[0] if len(vals) == 1 else vals
 
 
 def _fmt(v: Any, spec: str) -> str:

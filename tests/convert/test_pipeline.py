@@ -187,3 +187,22 @@ def test_in_memory_model_without_eval_data_uses_random_inputs(tmp_path):
     assert all(a.status == "passed" for a in m.artifacts)
     assert m.eval_data["file"] is None and "random" in m.eval_data["source"]
     assert m.artifacts[0].validation["accuracy"] is None  # no labels, no accuracy claim
+
+
+def test_image_folder_calibration_and_eval_take_size_and_colour_from_the_model(tmp_path, digits_file):
+    from PIL import Image
+
+    # Real digits written as 16x16 grey PNGs in class folders: the model's 8x8x1 input decides the resize.
+    ev = digits("eval")
+    root = tmp_path / "imgs"
+    for i, (img, label) in enumerate(zip(ev.inputs[0][:120], ev.labels[:120])):
+        (root / str(label)).mkdir(parents=True, exist_ok=True)
+        px = (img[..., 0] * 255).round().astype(np.uint8)
+        Image.fromarray(px, "L").resize((16, 16), Image.NEAREST).save(root / str(label) / f"{i}.png")
+    m = convert({"model": str(digits_file), "calib": str(root), "eval": str(root),
+                 "targets": ["tflite:int8"], "images": {"scale": 1 / 255}}, tmp_path / "out")
+    a = m.artifacts[0]
+    assert a.status == "passed", a.error
+    assert a.validation["samples"] == 120
+    assert a.validation["reference_accuracy"] >= 90.0 and a.validation["accuracy_drop"] <= 2.0
+    assert m.recipe["images"] == {"scale": 1 / 255}

@@ -132,15 +132,30 @@ def _data(recipe: Recipe, source: SourceModel, exporters: Mapping[str, Any]) -> 
     calib_spec = recipe.calib or (zoo.calib_data if zoo else None)
     eval_spec = recipe.eval or (zoo.eval_data if zoo else None)
     dtypes = [s.dtype for s in source.inputs]
-    calib = open_dataset(calib_spec, limit=recipe.calib_limit, seed=recipe.seed)
+    calib = open_dataset(calib_spec, limit=recipe.calib_limit, seed=recipe.seed, **_image_options(calib_spec, source, recipe))
     if calib is not None:
         calib = calib.check_against(source.inputs, "calibration data").cast(dtypes)
-    evald = open_dataset(eval_spec, limit=recipe.eval_limit, seed=recipe.seed)
+    evald = open_dataset(eval_spec, limit=recipe.eval_limit, seed=recipe.seed, **_image_options(eval_spec, source, recipe))
     if evald is not None:
         evald = evald.check_against(source.inputs, "evaluation data").cast(dtypes)
         return calib, evald, str(eval_spec)
     # No held-out data: compare on random inputs. Error numbers still mean something; accuracy does not.
     return calib, random_like(source.inputs, n=64, seed=recipe.seed), "random inputs (no --eval given: no accuracy)"
+
+
+def _image_options(spec: str | None, source: SourceModel, recipe: Recipe) -> dict[str, Any]:
+    """Image-folder options: size and colour from the model's NHWC input, the rest from the recipe."""
+    if spec is None or not Path(spec).is_dir() or spec.startswith("digits"):
+        return {}
+    opts: dict[str, Any] = {}
+    if len(source.inputs) == 1 and len(source.inputs[0].shape) == 4:
+        _, h, w, c = source.inputs[0].shape
+        if h and w:
+            opts["size"] = (h, w)  # the model decides the size, as Keras' image_dataset_from_directory does
+        if c in (1, 3):
+            opts["color"] = "grayscale" if c == 1 else "rgb"
+    opts.update(dict(recipe.images))
+    return opts
 
 
 def _one_target(target: Target, exporter: Any, recipe: Recipe, source: SourceModel, calib: Dataset | None,

@@ -33,6 +33,9 @@ DEFAULT_TOLERANCES: dict[str, dict[str, float | None]] = {
 }
 
 
+IMAGE_OPTIONS = ("scale", "mean", "std")
+
+
 @dataclass(frozen=True)
 class Tolerance:
     """Pass/fail limits for one artifact against the reference model. ``None`` skips a check.
@@ -165,6 +168,9 @@ class Recipe:
         tolerances: Per-precision overrides, e.g. ``{"int8": {"max_accuracy_drop": 1.0}}``; the key
             ``"*"`` applies to every precision.
         allow_unsafe: Allow Keras ``Lambda`` layers (arbitrary code) when loading the model.
+        images: Preprocessing for image-folder data, as the model was trained:
+            ``scale`` (default 1/255), ``mean``, ``std`` (numbers or per-channel lists). Size and
+            colour come from the model's input shape.
     """
 
     model: str
@@ -176,6 +182,7 @@ class Recipe:
     seed: int = 0
     tolerances: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
     allow_unsafe: bool = False
+    images: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.model or not isinstance(self.model, str):
@@ -190,6 +197,9 @@ class Recipe:
             raise RecipeError(f"calib_limit must be a positive integer, got {self.calib_limit!r}")
         if self.eval_limit is not None and (not isinstance(self.eval_limit, int) or self.eval_limit < 1):
             raise RecipeError(f"eval_limit must be a positive integer or null, got {self.eval_limit!r}")
+        bad = [k for k, _ in self.images if k not in IMAGE_OPTIONS]
+        if bad:
+            raise RecipeError(f"unknown image option {bad[0]!r}; known: {', '.join(IMAGE_OPTIONS)}")
         for precision, items in self.tolerances:
             Tolerance.for_precision(precision, dict(items))  # validates names and values early
 
@@ -212,6 +222,7 @@ class Recipe:
             "seed": self.seed,
             "tolerances": {p: dict(items) for p, items in self.tolerances},
             "allow_unsafe": self.allow_unsafe,
+            "images": {k: list(v) if isinstance(v, tuple) else v for k, v in self.images},
         }
 
     @classmethod
@@ -247,6 +258,10 @@ class Recipe:
                     raise RecipeError(f"unknown tolerance {c!r}{did} (known: {', '.join(known_checks)})")
             items.append((str(precision), tuple(sorted(checks.items()))))
         kw["tolerances"] = tuple(sorted(items))
+        images = kw.get("images") or {}
+        if not isinstance(images, Mapping):
+            raise RecipeError(f"images must map option -> value (scale, mean, std), got {images!r}")
+        kw["images"] = tuple(sorted((str(k), tuple(v) if isinstance(v, list) else v) for k, v in images.items()))
         for key in ("calib", "eval", "model"):
             if kw.get(key) is not None and not isinstance(kw[key], str):
                 kw[key] = str(kw[key])
