@@ -157,8 +157,6 @@ def test_source_h5_written_by_keras3_and_hdf5_suffix(tmp_path):
         np.testing.assert_allclose(src.predict([x])[0], want, rtol=0, atol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: load_source accepts upper-case suffixes (.KERAS/.H5) but Keras "
-                   "load_model checks the suffix case-sensitively, so the file cannot be loaded")
 def test_source_upper_case_suffix_loads(k3_file, tmp_path):
     path, model = k3_file
     upper = tmp_path / "MODEL.KERAS"
@@ -278,9 +276,10 @@ def test_source_truncated_keras_file(k3_file, tmp_path):
     assert "not a Keras model" in msg and "truncated" in msg and str(cut) in msg
 
 
-def test_source_keras_archive_with_unknown_layer_class(k3_file, tmp_path):
-    # A real archive whose config names a class nobody registered (e.g. saved with a custom layer
-    # whose code is not imported here): both loaders fail; the message names the class, on one line.
+@pytest.fixture
+def unknown_class_keras(k3_file, tmp_path):
+    """A real archive whose config names a class nobody registered (as when a model with a custom
+    layer is loaded without importing the layer's code)."""
     path, _ = k3_file
     with zipfile.ZipFile(path) as zf:
         items = {n: zf.read(n) for n in zf.namelist()}
@@ -295,15 +294,23 @@ def test_source_keras_archive_with_unknown_layer_class(k3_file, tmp_path):
     with zipfile.ZipFile(bad, "w") as zf:
         for name, blob in items.items():
             zf.writestr(name, blob)
+    return bad
+
+
+def test_source_keras_archive_with_unknown_layer_class(unknown_class_keras):
     with pytest.raises(ModelError) as e:
-        load_source(bad)
+        load_source(unknown_class_keras)
     msg = _one_line(e)
-    assert msg.startswith(f"cannot load {bad}")
-    assert "NoSuchLayerXyz" in msg
+    assert msg.startswith(f"cannot load {unknown_class_keras}: Could not locate class 'NoSuchLayerXyz'")
+    assert "register_keras_serializable" in msg
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: source.py _keras_version_in_archive calls meta.get() on a "
-                   "metadata.json that is valid JSON but not an object -> AttributeError instead of ModelError")
+def test_source_unknown_layer_class_is_named_in_error(unknown_class_keras):
+    with pytest.raises(ModelError) as e:
+        load_source(unknown_class_keras)
+    assert "NoSuchLayerXyz" in _one_line(e)
+
+
 def test_source_keras_archive_with_non_object_metadata(tmp_path):
     path = tmp_path / "odd.keras"
     with zipfile.ZipFile(path, "w") as zf:

@@ -211,7 +211,8 @@ def _validate(file: Path, source: SourceModel, evald: Dataset, reference: list[n
     from edgekit.runtime import load, run_batched
 
     session = load(file)
-    outs = run_batched(session, list(evald.inputs))
+    # Feed by name: the artifact may order its inputs differently from the Keras model.
+    outs = run_batched(session, {s.name: a for s, a in zip(source.inputs, evald.inputs)})
     ref_names = [s.name for s in source.outputs]
     if sorted(session.output_names) == sorted(ref_names):
         order = [session.output_names.index(n) for n in ref_names]  # match outputs by name

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
@@ -245,6 +246,8 @@ def _keras_version_in_archive(path: Path) -> str:
             meta = json.loads(zf.read("metadata.json")) if "metadata.json" in names else {}
     except (zipfile.BadZipFile, ValueError, OSError) as exc:
         raise ModelError(f"{path} is a corrupt Keras archive: {exc}") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"{path} is a corrupt Keras archive: metadata.json is not a JSON object")
     return str(meta.get("keras_version", ""))
 
 
@@ -254,6 +257,12 @@ def _is_hdf5(path: Path) -> bool:
 
 
 def _load_keras_file(path: Path, allow_unsafe: bool) -> Any:
+    if path.suffix != path.suffix.lower():
+        # Keras checks suffixes case-sensitively; load a lower-case-named copy of MODEL.KERAS / .H5.
+        with tempfile.TemporaryDirectory(prefix="edgekit-load-") as tmp:
+            alias = Path(tmp) / (path.stem + path.suffix.lower())
+            shutil.copyfile(path, alias)
+            return _load_keras_file(alias, allow_unsafe)
     if path.suffix.lower() == ".keras":
         version = _keras_version_in_archive(path)
         # Files written by tf_keras say 2.x; Keras 3 cannot always read them, tf_keras can.
@@ -274,6 +283,12 @@ def _load_keras_file(path: Path, allow_unsafe: bool) -> Any:
                 raise ModelError(
                     f"{path} contains a Lambda layer with Python code, which Keras safe mode refuses to load; "
                     "if you trust this file, pass --allow-unsafe (allow_unsafe=True)"
+                ) from None
+            missing = re.search(r"Could not (?:locate|deserialize) (?:class|function) '[^']+'", msg)
+            if missing:
+                raise ModelError(
+                    f"cannot load {path}: {missing.group(0)}; import the module that defines and registers it "
+                    "(keras.saving.register_keras_serializable) before converting, or use the Python API"
                 ) from None
             errors.append(f"{loader.__name__[6:]}: {msg[:300]}")
     raise ModelError(f"cannot load {path}: " + "; ".join(errors))

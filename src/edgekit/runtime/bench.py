@@ -191,7 +191,7 @@ def time_session(session: Session, config: BenchConfig, feeds: Sequence[np.ndarr
     }
 
 
-def accuracy(session: Session, inputs: Sequence[np.ndarray], labels: np.ndarray) -> float | None:
+def accuracy(session: Session, inputs: "Sequence[np.ndarray] | dict[str, np.ndarray]", labels: np.ndarray) -> float | None:
     """Top-1 accuracy (%) of the first class-shaped output, or ``None`` if the model has none."""
     outs = run_batched(session, inputs)
     for o in outs:
@@ -201,7 +201,7 @@ def accuracy(session: Session, inputs: Sequence[np.ndarray], labels: np.ndarray)
 
 
 def bench_file(path: str | os.PathLike[str], config: BenchConfig = BenchConfig(), *, artifact: Artifact | None = None,
-               folder: Path | None = None, eval_data: tuple[list[np.ndarray], np.ndarray] | None = None,
+               folder: Path | None = None, eval_data: tuple[Any, np.ndarray] | None = None,
                verify: bool = True) -> BenchResult:
     """Load one artifact (timing the load) and bench it. Errors become a result with ``error`` set."""
     from edgekit.runtime.loader import load, verify_artifact
@@ -253,7 +253,7 @@ def bench_file(path: str | os.PathLike[str], config: BenchConfig = BenchConfig()
     )
 
 
-def load_eval(folder: Path, manifest: Manifest, override: str | os.PathLike[str] | None = None) -> tuple[list[np.ndarray], np.ndarray] | None:
+def load_eval(folder: Path, manifest: Manifest, override: str | os.PathLike[str] | None = None) -> tuple[Any, np.ndarray] | None:
     """Eval inputs and labels for accuracy: ``override`` (.npz), else the ``eval.npz`` convert wrote."""
     path = Path(override) if override else (folder / manifest.eval_data["file"] if manifest.eval_data.get("file") else None)
     if path is None:
@@ -265,6 +265,10 @@ def load_eval(folder: Path, manifest: Manifest, override: str | os.PathLike[str]
     ds = from_npz(path)
     if ds.labels is None:
         return None
+    names = [s["name"] for s in manifest.source.get("inputs", [])]
+    if len(names) == ds.num_inputs:
+        # eval.npz stores inputs in the source model's order; feed them by name.
+        return dict(zip(names, ds.inputs)), ds.labels
     return list(ds.inputs), ds.labels
 
 

@@ -153,14 +153,19 @@ class Session:
         return f"Session({self.format}:{self.precision or '?'} {getattr(self.path, 'name', self.path)}; inputs: {ins})"
 
 
-def run_batched(session: Session, inputs: Sequence[np.ndarray], batch_size: int = 64) -> list[np.ndarray]:
+def run_batched(session: Session, inputs: "Sequence[np.ndarray] | Mapping[str, np.ndarray]",
+                batch_size: int = 64) -> list[np.ndarray]:
     """Outputs (in output order) of ``session`` over whole arrays, in batches.
 
-    Falls back to one sample at a time when the model's batch dimension is fixed.
+    ``inputs`` is a list in ``session.inputs`` order or, safer for several inputs, ``{name: array}``
+    (converters may reorder inputs, e.g. TFLite sorts them by name). Falls back to one sample at a
+    time when the model's batch dimension is fixed.
 
     Example:
-        >>> outs = run_batched(session, [x_eval])  # doctest: +SKIP
+        >>> outs = run_batched(session, {"image": x_eval})  # doctest: +SKIP
     """
+    if isinstance(inputs, Mapping):
+        inputs = session._order(inputs)
     n = len(inputs[0])
     if n == 0:
         raise InputError("no samples to run")
