@@ -60,14 +60,15 @@ def main() -> None:
 @click.option("--image-mean", help="Image folders: subtract after scaling; one number or comma list per channel.")
 @click.option("--image-std", help="Image folders: divide last; one number or comma list per channel.")
 @click.option("--allow-unsafe", is_flag=True, help="Allow Keras Lambda layers (runs code from the file).")
-@click.option("-o", "--out", "out_dir", required=True, type=click.Path(), help="Output folder.")
+@click.option("-o", "--out", "out_dir", type=click.Path(), help="Output folder (required unless --list-targets).")
+@click.option("--list-targets", is_flag=True, help="Print every format x precision and what this machine can do; convert nothing.")
 @click.option("--force", is_flag=True, help="Replace a previous edgekit output in the folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON instead of a table.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 def convert(model: str | None, recipe_path: str | None, targets: Sequence[str], calib: str | None, eval_: str | None,
             calib_limit: int | None, eval_limit: int | None, seed: int | None, max_accuracy_drop: float | None,
             tols: Sequence[str], image_scale: float | None, image_mean: str | None, image_std: str | None,
-            allow_unsafe: bool, out_dir: str, force: bool, as_json: bool, quiet: bool) -> None:
+            allow_unsafe: bool, out_dir: str | None, list_targets: bool, force: bool, as_json: bool, quiet: bool) -> None:
     """Convert MODEL (.keras/.h5 file, SavedModel folder or zoo name) to every --target and validate each.
 
     \b
@@ -75,8 +76,16 @@ def convert(model: str | None, recipe_path: str | None, targets: Sequence[str], 
       edgekit convert digits-cnn -t tflite:fp32 -t tflite:int8 -o out/
       edgekit convert model.keras --calib calib.npz --eval eval.npz -t tflite:int8 -o out/
       edgekit convert --recipe recipe.yaml -o out/
+      edgekit convert --list-targets
     """
+    if list_targets:
+        _print_targets(as_json)
+        return
     try:
+        if not out_dir:
+            from edgekit.errors import RecipeError
+
+            raise RecipeError("give an output folder with -o/--out, e.g. -o out/ (or --list-targets to see the formats)")
         recipe = _recipe(model, recipe_path, targets, calib, eval_, calib_limit, eval_limit, seed,
                          max_accuracy_drop, tols, allow_unsafe, (image_scale, image_mean, image_std))
         from edgekit.convert.pipeline import convert as run_convert
@@ -90,6 +99,26 @@ def convert(model: str | None, recipe_path: str | None, targets: Sequence[str], 
     else:
         _print_manifest(manifest, Path(out_dir))
     sys.exit(0 if manifest.ok else 1)
+
+
+def _print_targets(as_json: bool) -> None:
+    from edgekit._table import render
+    from edgekit.convert.capabilities import capabilities, short
+
+    rows = capabilities()
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
+        return
+    render(["target", "artifact", "calibration", "options", "convert here", "run / validate here"],
+           [[r.target, r.suffix, "needed" if r.needs_calibration else "-", ", ".join(r.options) or "-",
+             short(r.convert), short(r.run)] for r in rows],
+           title="edgekit targets (format x precision) on this machine")
+    seen = set()
+    for r in rows:
+        for what, reason in (("convert", r.convert), ("run", r.run)):
+            if reason and (r.format, what) not in seen:
+                seen.add((r.format, what))
+                click.echo(f"  {r.format} ({what}): {reason}")
 
 
 def _recipe(model, recipe_path, targets, calib, eval_, calib_limit, eval_limit, seed, max_drop, tols, allow_unsafe,
@@ -255,7 +284,9 @@ def _print_bench(results: Sequence[Any], doc: dict[str, Any]) -> None:
         ref = fp32.get(r.format)
         rows.append([
             r.target,
-            _MARK.get(r.validation or "", r.validation or "-") if r.status == "ok" else f"❌ {r.status}",
+            f"{r.engine} {r.engine_version}".strip() or "-",
+            _MARK.get(r.validation or "", r.validation or "-") if r.status == "ok" else
+            f"⏭ skipped ({_MARK.get(r.validation or '', r.validation or '-')})" if r.status == "skipped" else f"❌ {r.status}",
             _fmt(r.size_bytes / 1024 if r.size_bytes else None, ".1f"),
             _fmt(r.size_bytes / fp32_size[r.format] if r.size_bytes and fp32_size.get(r.format) else None, ".2f"),
             _fmt(r.accuracy, ".2f"),
@@ -270,10 +301,10 @@ def _print_bench(results: Sequence[Any], doc: dict[str, Any]) -> None:
             _fmt(r.peak_rss_mb, ".1f"),
         ])
     dev = doc["device"]
-    title = (f"edgekit bench — {dev['cpu']} ({dev['cores']} cores), batch {results[0].batch_size if results else 1}, "
-             f"{results[0].num_threads if results and results[0].num_threads else '?'} threads, "
-             f"{results[0].engine} {results[0].engine_version}".rstrip())
-    render(["target", "validation", "KiB", "×fp32", "acc %", "load ms", "first ms", "p50 ms", "p90 ms", "p99 ms",
+    threads = sorted({r.num_threads for r in ok if r.num_threads})
+    title = (f"edgekit bench — {dev['cpu']} ({dev['cores']} cores), batch {doc['config']['batch_size']}, "
+             f"{'/'.join(map(str, threads)) or '?'} threads")
+    render(["target", "engine", "validation", "KiB", "×fp32", "acc %", "load ms", "first ms", "p50 ms", "p90 ms", "p99 ms",
             "mean±std ms", "p50 ×fp32", "inf/s", "peak RSS MB"], rows, title=title)
     for r in results:
         if r.error:

@@ -109,6 +109,8 @@ class Artifact:
         options: Exporter options that made this artifact.
         error: Why the artifact failed or is unsupported (one line), else ``None``.
         seconds: Wall time of the export.
+        sparsity: Zero weights in the file's kernels (``weights``, ``zeros``, ``sparsity``) where
+            the format can be read (TFLite), else ``None``: pruning shows up here.
     """
 
     target: str
@@ -125,6 +127,7 @@ class Artifact:
     options: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     seconds: float | None = None
+    sparsity: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -167,6 +170,9 @@ class Manifest:
     eval_data: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     schema_version: int = SCHEMA_VERSION
+    # What the training-time stages did (prune/QAT configs, per-layer sparsity, fine-tuning
+    # history); empty when the recipe has none. Older manifests without it load as empty.
+    stages: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -188,6 +194,7 @@ class Manifest:
             "source": dict(self.source),
             "recipe": self.recipe,
             "eval_data": dict(self.eval_data),
+            "stages": dict(self.stages),
             "artifacts": [a.to_dict() for a in self.artifacts],
         }
 
@@ -201,6 +208,7 @@ class Manifest:
             eval_data=d.get("eval_data", {}),
             created=d.get("created", ""),
             schema_version=int(d.get("schema_version", SCHEMA_VERSION)),
+            stages=d.get("stages") or {},
         )
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
@@ -218,8 +226,11 @@ class Manifest:
         if not path.is_file():
             raise ModelError(f"no manifest at {path}: run 'edgekit convert ... -o {path.parent}' first")
         try:
-            return cls.from_dict(json.loads(path.read_text()))
-        except (ValueError, KeyError, TypeError) as exc:
+            data = json.loads(path.read_text())
+            if not isinstance(data, dict):
+                raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+            return cls.from_dict(data)
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
             raise ModelError(f"{path} is not a valid edgekit manifest: {exc}") from None
 
 
@@ -271,3 +282,20 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()
+
+
+def artifact_bytes(path: str | os.PathLike[str]) -> int:
+    """Size of an artifact: the file's size, or the total of every file under a folder artifact
+    (a CoreML ``.mlpackage``, a TF-TRT SavedModel, a TensorRT ``.trt`` folder).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (d / "a").write_bytes(b"12"); _ = (d / "b").write_bytes(b"345")
+        >>> artifact_bytes(d), artifact_bytes(d / "a")
+        (5, 2)
+    """
+    p = Path(path)
+    if p.is_dir():
+        return sum(q.stat().st_size for q in p.rglob("*") if q.is_file())
+    return p.stat().st_size

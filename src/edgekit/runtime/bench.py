@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgekit.errors import EdgekitError, InputError
-from edgekit.manifest import Artifact, Manifest, TensorSpec
+from edgekit.manifest import Artifact, Manifest, TensorSpec, artifact_bytes
 from edgekit.runtime.device import device_info
 from edgekit.runtime.session import Session, run_batched
 
@@ -210,10 +210,10 @@ def bench_file(path: str | os.PathLike[str], config: BenchConfig = BenchConfig()
     base = {
         "model": str(path),
         "target": artifact.target if artifact else f"{path.suffix.lstrip('.')}:{_guess_precision(path)}",
-        "format": artifact.format if artifact else path.suffix.lstrip("."),
+        "format": artifact.format if artifact else _format_of(path),
         "precision": artifact.precision if artifact else _guess_precision(path),
         "status": "error",
-        "size_bytes": path.stat().st_size if path.is_file() else None,
+        "size_bytes": artifact_bytes(path) if path.exists() else None,  # folder artifacts: total of their files
         "batch_size": config.batch_size,
         "validation": artifact.status if artifact else None,
     }
@@ -280,12 +280,13 @@ def bench_path(path: str | os.PathLike[str], config: BenchConfig = BenchConfig()
         >>> rows = bench_path("out/", BenchConfig(runs=50))  # doctest: +SKIP
     """
     from edgekit.errors import ModelError
-    from edgekit.manifest import MANIFEST_NAME
 
     p = Path(path)
     if not p.exists():
         raise ModelError(f"{p} does not exist")
-    if not (p.is_dir() or p.name == MANIFEST_NAME):
+    from edgekit.runtime.loader import is_output_folder
+
+    if not is_output_folder(p):
         data = None
         if eval_path:
             from edgekit.calibration import from_npz
@@ -296,15 +297,32 @@ def bench_path(path: str | os.PathLike[str], config: BenchConfig = BenchConfig()
     folder = p if p.is_dir() else p.parent
     manifest = Manifest.load(folder)
     data = load_eval(folder, manifest, eval_path)
+    chosen = [a for a in manifest.artifacts if not target or target in (a.target, a.format, a.precision)]
+    if not chosen:
+        raise ModelError(f"no artifact matches {target!r}; this folder has {[a.target for a in manifest.artifacts]}")
+    from edgekit.runtime.loader import artifact_path
+
     results = []
-    for a in manifest.artifacts:
-        if target and target not in (a.target, a.format, a.precision):
-            continue
+    for a in chosen:
         if not a.path:
             results.append(BenchResult(model="-", target=a.target, format=a.format, precision=a.precision,
                                        status="skipped", validation=a.status, error=a.error))
             continue
-        results.append(bench_file(folder / a.path, config, artifact=a, folder=folder, eval_data=data, verify=verify))
+        try:
+            file = artifact_path(folder, a)
+        except EdgekitError as exc:
+            results.append(BenchResult(model=str(a.path), target=a.target, format=a.format, precision=a.precision,
+                                       status="error", validation=a.status, error=str(exc)))
+            continue
+        cannot_run = _engine_unavailable(a.format)
+        if cannot_run:
+            # One folder holds every format; those this device cannot run (CoreML off macOS, TensorRT
+            # without a GPU) are listed with the reason instead of failing the whole bench.
+            results.append(BenchResult(model=str(file), target=a.target, format=a.format, precision=a.precision,
+                                       status="skipped", size_bytes=a.bytes, validation=a.status,
+                                       error=f"not run here: {cannot_run}"))
+            continue
+        results.append(bench_file(file, config, artifact=a, folder=folder, eval_data=data, verify=verify))
     return results
 
 
@@ -335,8 +353,30 @@ def notes(results: Sequence[BenchResult]) -> list[str]:
     return out
 
 
+def _engine_unavailable(fmt: str) -> str | None:
+    from edgekit.runtime.backends import get_backend
+
+    try:
+        return get_backend(fmt).unavailable_reason()
+    except EdgekitError as exc:
+        return str(exc)
+
+
+def _format_of(path: Path) -> str:
+    from edgekit.runtime.backends import SUFFIXES
+
+    return SUFFIXES.get(path.suffix.lower(), path.suffix.lstrip("."))
+
+
 def _guess_precision(path: Path) -> str:
     """Best guess at a bare file's precision (for the table only; manifests say it exactly)."""
+    if path.suffix.lower() == ".onnx" and path.is_file():
+        try:
+            from edgekit.runtime.backends.onnxruntime import guess_precision as onnx_precision
+
+            return onnx_precision(path)  # edgekit stamps it into the model's metadata
+        except EdgekitError:
+            return "?"
     if path.suffix.lower() != ".tflite" or not path.is_file():
         return "?"
     try:

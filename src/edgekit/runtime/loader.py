@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import BackendError, ModelError
-from edgekit.manifest import MANIFEST_NAME, PASSED, NOT_VALIDATED, Artifact, Manifest, sha256_file
-from edgekit.runtime.backends import format_for_path, get_backend
+from edgekit.manifest import MANIFEST_NAME, PASSED, NOT_VALIDATED, Artifact, Manifest, artifact_bytes, sha256_file
+from edgekit.runtime.backends import SUFFIXES, format_for_path, get_backend
 from edgekit.runtime.session import Session
 
 
@@ -66,11 +66,11 @@ def load(path: str | os.PathLike[str], *, target: str | None = None, num_threads
         raise ModelError(f"{p} does not exist")
     artifact: Artifact | None = None
     info: dict[str, Any] = {}
-    if p.is_dir() or p.name == MANIFEST_NAME:
+    if is_output_folder(p):
         folder = p if p.is_dir() else p.parent
         manifest = Manifest.load(folder)
         artifact, why = choose_artifact(manifest, target)
-        file = folder / str(artifact.path)
+        file = artifact_path(folder, artifact)
         if verify:
             verify_artifact(file, artifact)
         fmt, precision = artifact.format, artifact.precision
@@ -84,13 +84,39 @@ def load(path: str | os.PathLike[str], *, target: str | None = None, num_threads
     return Session(engine, path=file, format=fmt, precision=precision, quantize_io=quantize_io, artifact=artifact, info=info)
 
 
+def is_output_folder(p: Path) -> bool:
+    """Whether ``p`` is an edgekit output folder (or its manifest) rather than one artifact.
+
+    A folder with a known artifact suffix (``.mlpackage``, ``.tftrt``, ``.trt``) and no manifest
+    inside is a bare artifact; any other folder is an output folder.
+
+    Example:
+        >>> is_output_folder(Path("out/manifest.json")), is_output_folder(Path("model.tflite"))
+        (True, False)
+    """
+    if p.name == MANIFEST_NAME:
+        return True
+    if not p.is_dir():
+        return False
+    return (p / MANIFEST_NAME).exists() or p.suffix.lower() not in SUFFIXES
+
+
+def artifact_path(folder: Path, artifact: Artifact) -> Path:
+    """The artifact's file inside ``folder``; a manifest may not point outside its own folder."""
+    file = (folder / str(artifact.path)).resolve()
+    if not file.is_relative_to(folder.resolve()):
+        raise ModelError(f"manifest artifact path {artifact.path!r} points outside {folder}: refusing to load it")
+    return file
+
+
 def verify_artifact(file: Path, artifact: Artifact) -> None:
     """Raise :class:`ModelError` unless ``file`` has the manifest's size and sha256."""
     if not file.exists():
         raise ModelError(f"artifact {file} listed in the manifest is missing")
-    if artifact.bytes is not None and file.is_file() and file.stat().st_size != artifact.bytes:
+    size = artifact_bytes(file)  # folder artifacts: the total of their files
+    if artifact.bytes is not None and size != artifact.bytes:
         raise ModelError(
-            f"artifact {file.name} is {file.stat().st_size} bytes but the manifest says {artifact.bytes}: "
+            f"artifact {file.name} is {size} bytes but the manifest says {artifact.bytes}: "
             "it was modified or truncated (re-copy it, or pass --no-verify to load anyway)"
         )
     if artifact.sha256 and sha256_file(file) != artifact.sha256:

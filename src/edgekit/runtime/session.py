@@ -129,6 +129,8 @@ class Session:
     def _convert(self, spec: TensorSpec, arr: np.ndarray) -> np.ndarray:
         if arr.ndim != len(spec.shape):
             raise InputError(f"input {spec.name!r} got shape {arr.shape} (rank {arr.ndim}) but expects {spec.describe()}")
+        if arr.ndim and arr.shape[0] == 0:
+            raise InputError(f"input {spec.name!r} got an empty batch {arr.shape}; expects {spec.describe()} with at least one sample")
         # Only the batch axis may differ from a fixed shape; other fixed dims must match.
         for axis, (got, want) in enumerate(zip(arr.shape, spec.shape)):
             if axis > 0 and want is not None and got != want:

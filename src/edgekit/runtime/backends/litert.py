@@ -60,6 +60,25 @@ def _dist_version(name: str) -> str:
 
 
 _SIG_PREFIX = re.compile(r"^serving_default_")
+# What LiteRT's Python wrapper raises for malformed models (a corrupt name even gives UnicodeDecodeError).
+ENGINE_ERRORS = (ValueError, RuntimeError, TypeError, IndexError, KeyError, UnicodeDecodeError, OverflowError)
+# Refuse models whose tensors alone would need more than this: a flipped byte in a shape can ask for
+# terabytes, and allocate_tensors would then be killed by the OOM killer instead of failing cleanly.
+MAX_TENSOR_BYTES = int(os.environ.get("EDGEKIT_MAX_TENSOR_BYTES", 8 << 30))
+
+
+def _check_tensor_sizes(it: Any, path: Path) -> None:
+    total = 0
+    for d in it.get_tensor_details():
+        n = 1
+        for dim in d["shape"]:
+            n *= max(int(dim), 1)
+        total += n * np.dtype(d["dtype"]).itemsize
+        if total > MAX_TENSOR_BYTES:
+            raise BackendError(
+                f"{path.name} declares more than {MAX_TENSOR_BYTES >> 20} MiB of tensors (corrupt shapes?); "
+                "set EDGEKIT_MAX_TENSOR_BYTES to raise the limit if the model is really that large"
+            )
 
 
 def _spec(name: str, d: dict[str, Any]) -> TensorSpec:
@@ -99,10 +118,12 @@ class LiteRTEngine:
             # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate" from C++ on load.
             with captured_output():
                 self._it = cls(**kwargs)
+                _check_tensor_sizes(self._it, self.path)
                 self._it.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
+            # A file that passes the flatbuffer verifier can still hold garbage names or indices.
+            self._map_signature()
+        except ENGINE_ERRORS as exc:
             raise BackendError(f"cannot load {self.path.name} with {self.engine}: {' '.join(str(exc).split())[:300]}") from None
-        self._map_signature()
 
     def _map_signature(self) -> None:
         it = self._it
@@ -128,7 +149,7 @@ class LiteRTEngine:
         it = self._it
         resized = False
         for (name, idx), arr in zip(self._in, arrays):
-            if tuple(arr.shape) != self._current[idx]:
+            if tuple(arr.shape) != self._current.get(idx):
                 try:
                     it.resize_tensor_input(idx, list(arr.shape), strict=True)
                 except (ValueError, RuntimeError, TypeError) as exc:
@@ -136,18 +157,23 @@ class LiteRTEngine:
                         f"input {name!r}: this model cannot take shape {tuple(arr.shape)} "
                         f"(engine said: {' '.join(str(exc).split())[:200]})"
                     ) from None
-                self._current[idx] = tuple(arr.shape)
                 resized = True
         if resized:
             try:
                 it.allocate_tensors()
             except (ValueError, RuntimeError) as exc:
+                self._current = {}  # unknown state: the next call resizes every input again
                 raise InputError(f"cannot run {self.path.name} at these input shapes: {' '.join(str(exc).split())[:200]}") from None
-        for (_, idx), arr in zip(self._in, arrays):
-            it.set_tensor(idx, arr)
-        it.invoke()
-        # get_tensor copies, so results survive the next invoke.
-        return [it.get_tensor(idx) for _, idx in self._out]
+            for (_, idx), arr in zip(self._in, arrays):
+                self._current[idx] = tuple(arr.shape)
+        try:
+            for (_, idx), arr in zip(self._in, arrays):
+                it.set_tensor(idx, arr)
+            it.invoke()
+            # get_tensor copies, so results survive the next invoke.
+            return [it.get_tensor(idx) for _, idx in self._out]
+        except ENGINE_ERRORS as exc:
+            raise BackendError(f"{self.engine} failed to run {self.path.name}: {' '.join(str(exc).split())[:300]}") from None
 
     def info(self) -> dict[str, Any]:
         return {
@@ -215,7 +241,10 @@ def guess_precision(path: Path) -> str:
         'int8'
     """
     eng = LiteRTEngine(Path(path), num_threads=1)
-    types = {np.dtype(d["dtype"]).name for d in eng._it.get_tensor_details()}
+    try:
+        types = {np.dtype(d["dtype"]).name for d in eng._it.get_tensor_details()}
+    except ENGINE_ERRORS as exc:
+        raise BackendError(f"cannot read {Path(path).name}: {exc}") from None
     if "int16" in types and "int8" in types:
         return "int16x8"
     if "int8" in types or "uint8" in types:
