@@ -40,16 +40,27 @@ def test_fixture_has_four_passed_artifacts(digits_out):
     assert (out / "eval.npz").is_file()
 
 
-def test_load_folder_picks_first_passed_artifact(digits_out):
+def test_load_folder_picks_the_best_artifact_for_this_device(digits_out):
+    from edgekit.runtime.choose import rank
+    from edgekit.runtime.device import device_info
+
     out, manifest = digits_out
-    first = next(a for a in manifest.artifacts if a.status == "passed")
+    expected = rank(manifest.artifacts, device_info(), lambda a: None)[0][0]
     s = rt.load(out)
-    assert s.artifact == first
-    assert s.precision == first.precision == "fp32"
+    assert s.artifact == expected
     assert s.format == "tflite"
-    assert Path(s.path) == out / first.path
-    assert s.info["chosen"].startswith("tflite:fp32")
-    assert "passed validation" in s.info["chosen"]
+    assert Path(s.path) == out / expected.path
+    assert s.info["chosen"].startswith(f"{expected.target}: best for this device")
+    assert "also runnable" in s.info["chosen"]
+
+
+def test_format_and_precision_overrides(digits_out):
+    out, _ = digits_out
+    s = rt.load(out, precision="fp16")
+    assert s.artifact.target == "tflite:fp16" and "requested precision='fp16'" in s.info["chosen"]
+    assert rt.load(out, format="tflite", precision="dynamic").artifact.target == "tflite:dynamic"
+    with pytest.raises(ModelError, match=r"no artifact matches 'onnx:\*'"):
+        rt.load(out, format="onnx")
 
 
 def test_load_manifest_json_path_same_as_folder(digits_out):
@@ -359,8 +370,8 @@ def test_malformed_directory_and_missing_in_subprocess(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULTS "))
     results = json.loads(line[len("RESULTS "):])
-    # a folder is read as an edgekit output folder: no manifest there
-    assert results[str(d)][0] == "ModelError" and "no manifest" in results[str(d)][1]
+    # a folder named like a model file is that format's (folder-shaped formats exist, e.g. .mlpackage)
+    assert results[str(d)][0] == "BackendError" and "is a folder, not a .tflite file" in results[str(d)][1]
     assert results[str(missing)] == ["ModelError", f"{missing} does not exist"]
 
 

@@ -280,7 +280,7 @@ def test_shared_session_is_thread_safe(fp32):
 
 
 def test_default_threads_is_affinity(digits_out):
-    s = rt.load(digits_out[0])
+    s = rt.load(digits_out[0], target="tflite:fp32")
     assert s.info["num_threads"] == len(os.sched_getaffinity(0))
     assert s.info["backend"] == "litert"
     assert s.info["engine"] in ("ai-edge-litert", "tflite_runtime", "tf.lite")
@@ -288,7 +288,7 @@ def test_default_threads_is_affinity(digits_out):
 
 
 def test_explicit_one_thread(digits_out, fp32):
-    s = rt.load(digits_out[0], num_threads=1)
+    s = rt.load(digits_out[0], target="tflite:fp32", num_threads=1)
     assert s.info["num_threads"] == 1
     x = random_images(9, seed=6)
     np.testing.assert_allclose(s.run(x)["logits"], fp32.run(x)["logits"], rtol=1e-5, atol=1e-5)

@@ -1,64 +1,211 @@
-"""What this process runs on: enough of a fingerprint to make bench results comparable.
+"""What this process runs on: the fingerprint that makes bench results comparable and lets the
+runtime pick an artifact the device can run well.
 
-Reads only files and the standard library (no engines), so it is safe on any device.
+Reads files and asks the standard library only; engines are *found* (``importlib.util.find_spec``),
+never imported here, so this is safe on any device and never pulls in TensorFlow. Every path is read
+under a ``root`` so tests can describe a Raspberry Pi or a Jetson with fixture files.
 
 Example:
     >>> info = device_info()
-    >>> info["cores"] >= 1
+    >>> info["cores"] >= 1 and info["machine"] != ""
     True
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
+import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
+# The ISA features that decide which kernels an engine can use.
+_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "fma", "f16c", "neon", "asimd", "asimddp",
+          "asimdhp", "sve", "i8mm", "fphp")
+# Engines the runtime can use, by import name -> distribution and extra to install.
+ENGINES = {
+    "ai_edge_litert": ("ai-edge-litert", "tflite"),
+    "tflite_runtime": ("tflite-runtime", "tflite"),
+    "onnxruntime": ("onnxruntime", "onnx"),
+    "tensorrt": ("tensorrt", "tensorrt"),
+    "coremltools": ("coremltools", "coreml"),
+    "tensorflow": ("tensorflow", "convert"),
+}
 
-def _read(path: str) -> str:
+
+def _read(root: Path, path: str) -> str:
     try:
-        return Path(path).read_text(errors="replace").strip("\x00\n ")
+        return (root / path.lstrip("/")).read_text(errors="replace").strip("\x00\n ")
     except OSError:
         return ""
 
 
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (x86 ``model name``, ARM ``Model``/``Hardware``), else platform."""
-    info = _read("/proc/cpuinfo")
+def cpu_model(root: str | os.PathLike[str] = "/") -> str:
+    """CPU model from ``/proc/cpuinfo`` (x86 ``model name``; ARM ``Model``, ``Hardware`` or part id)."""
+    info = _read(Path(root), "/proc/cpuinfo")
     for key in ("model name", "Model", "Hardware", "cpu model"):
         for line in info.splitlines():
-            if line.startswith(key) and ":" in line:
+            if line.split(":")[0].strip() == key and ":" in line:
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
 
 
-def cpu_flags() -> list[str]:
-    """The ISA features that decide which kernels an engine can use (NEON, AVX2, AVX512-VNNI, ...)."""
-    info = _read("/proc/cpuinfo")
+def cpu_flags(root: str | os.PathLike[str] = "/") -> list[str]:
+    """The ISA flags that matter for inference (NEON/ASIMD dot-product, AVX2, AVX512-VNNI, ...).
+
+    Example:
+        >>> isinstance(cpu_flags(), list)
+        True
+    """
+    info = _read(Path(root), "/proc/cpuinfo")
     flags: set[str] = set()
     for line in info.splitlines():
-        if line.startswith(("flags", "Features")) and ":" in line:
+        if line.split(":")[0].strip() in ("flags", "Features") and ":" in line:
             flags.update(line.split(":", 1)[1].split())
-    interesting = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "fma", "neon", "asimd", "asimddp", "sve", "i8mm", "fphp")
-    return sorted(f for f in flags if f in interesting)
+    if platform.machine() in ("aarch64", "arm64") and "asimd" in flags:
+        flags.add("neon")  # every AArch64 core has NEON; cpuinfo calls it asimd
+    return sorted(f for f in flags if f in _FLAGS)
 
 
-def device_info() -> dict[str, Any]:
-    """Machine, OS, CPU model, cores, ISA flags, board model (Raspberry Pi / Jetson device tree)."""
+def board(root: str | os.PathLike[str] = "/") -> dict[str, Any]:
+    """Single-board computer identity: Raspberry Pi model, Jetson model and L4T release.
+
+    Example:
+        >>> sorted(board())
+        ['jetson', 'l4t', 'model', 'raspberry_pi']
+    """
+    r = Path(root)
+    model = _read(r, "/proc/device-tree/model") or _read(r, "/sys/firmware/devicetree/base/model") or None
+    l4t = None
+    tegra = _read(r, "/etc/nv_tegra_release")
+    m = re.search(r"R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)", tegra)
+    if m:
+        l4t = f"{m.group(1)}.{m.group(2)}"
+    return {
+        "model": model,
+        "raspberry_pi": bool(model and "Raspberry Pi" in model),
+        "jetson": bool(l4t or (model and ("Jetson" in model or "NVIDIA" in model))),
+        "l4t": l4t,
+    }
+
+
+def nvidia_gpus(root: str | os.PathLike[str] = "/", use_smi: bool = True) -> list[str]:
+    """NVIDIA GPU names: the driver's /proc entries, else ``nvidia-smi -L``; Jetson iGPUs via device tree."""
+    r = Path(root)
+    names = []
+    gpus = r / "proc/driver/nvidia/gpus"
+    if gpus.is_dir():
+        for info in sorted(gpus.glob("*/information")):
+            m = re.search(r"^Model:\s*(.+)$", info.read_text(errors="replace"), re.M)
+            if m:
+                names.append(m.group(1).strip())
+    if not names and use_smi and str(root) == "/" and shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=5).stdout
+            names = [m.group(1) for m in re.finditer(r"GPU \d+: (.+?) \(UUID", out)]
+        except (OSError, subprocess.SubprocessError):
+            pass
+    if not names and board(root)["jetson"]:
+        names.append(f"{board(root)['model'] or 'Jetson'} (integrated)")
+    return names
+
+
+def engines() -> dict[str, str | None]:
+    """Installed inference engines: import name -> version (or ``None`` if absent). Imports nothing."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str | None] = {}
+    for mod, (dist, _) in ENGINES.items():
+        if importlib.util.find_spec(mod) is None:
+            found[mod] = None
+            continue
+        try:
+            found[mod] = version(dist)
+        except PackageNotFoundError:
+            found[mod] = "unknown"
+    return found
+
+
+def throttling() -> dict[str, Any]:
+    """Raspberry Pi's ``vcgencmd get_throttled`` bits and the current CPU frequencies (kHz)."""
+    out: dict[str, Any] = {"throttled": None, "cpu_khz": cpu_frequencies()}
+    if shutil.which("vcgencmd"):
+        try:
+            text = subprocess.run(["vcgencmd", "get_throttled"], capture_output=True, text=True, timeout=3).stdout
+            m = re.search(r"throttled=(0x[0-9a-fA-F]+)", text)
+            if m:
+                out["throttled"] = int(m.group(1), 16)
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return out
+
+
+def describe_throttled(bits: int | None) -> list[str]:
+    """Human reasons from ``get_throttled`` bits (the documented low bits: now; high bits: since boot).
+
+    Example:
+        >>> describe_throttled(0x50005)
+        ['under-voltage now', 'throttled now', 'under-voltage since boot', 'throttled since boot']
+    """
+    if not bits:
+        return []
+    names = {0: "under-voltage now", 1: "frequency capped now", 2: "throttled now", 3: "soft temperature limit now",
+             16: "under-voltage since boot", 17: "frequency capped since boot", 18: "throttled since boot",
+             19: "soft temperature limit since boot"}
+    return [text for bit, text in sorted(names.items()) if bits & (1 << bit)]
+
+
+def cpu_frequencies(root: str | os.PathLike[str] = "/") -> list[int]:
+    """Current frequency of each CPU in kHz (empty where cpufreq is not exposed, e.g. most VMs)."""
+    base = Path(root) / "sys/devices/system/cpu"
+    freqs = []
+    for f in sorted(base.glob("cpu[0-9]*/cpufreq/scaling_cur_freq"), key=lambda p: int(p.parent.parent.name[3:])):
+        try:
+            freqs.append(int(f.read_text().strip()))
+        except (OSError, ValueError):
+            pass
+    return freqs
+
+
+def device_info(root: str | os.PathLike[str] = "/") -> dict[str, Any]:
+    """The fingerprint stored with every bench result.
+
+    Args:
+        root: Filesystem root to read ``/proc``, ``/sys`` and ``/etc`` under (fixture folders in tests).
+    """
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
-    board = _read("/proc/device-tree/model") or None
+    b = board(root)
     return {
         "machine": platform.machine(),
         "system": platform.system(),
         "release": platform.release(),
         "python": platform.python_version(),
-        "cpu": cpu_model(),
+        "cpu": cpu_model(root),
         "cores": cores,
-        "cpu_flags": cpu_flags(),
-        "board": board,
-        "l4t": _read("/etc/nv_tegra_release").split(",")[0] or None,
+        "cpu_flags": cpu_flags(root),
+        "board": b["model"],
+        "raspberry_pi": b["raspberry_pi"],
+        "jetson": b["jetson"],
+        "l4t": b["l4t"],
+        "gpus": nvidia_gpus(root),
+        "engines": {k: v for k, v in engines().items() if v},
     }
+
+
+def fingerprint(info: dict[str, Any]) -> str:
+    """A short stable key for "the same device" across runs (board or CPU, cores, GPUs).
+
+    Example:
+        >>> fingerprint({"board": None, "cpu": "AMD EPYC", "cores": 2, "machine": "x86_64", "gpus": []})
+        'x86_64/AMD EPYC/2c'
+    """
+    parts = [info.get("machine", "?"), info.get("board") or info.get("cpu", "?"), f"{info.get('cores', '?')}c"]
+    if info.get("gpus"):
+        parts.append("+".join(info["gpus"]))
+    return "/".join(str(p) for p in parts)

@@ -12,42 +12,68 @@ from edgekit.runtime.backends import SUFFIXES, format_for_path, get_backend
 from edgekit.runtime.session import Session
 
 
-def choose_artifact(manifest: Manifest, target: str | None = None) -> tuple[Artifact, str]:
+def choose_artifact(manifest: Manifest, target: str | None = None, *, format: str | None = None,
+                    precision: str | None = None, device: dict[str, Any] | None = None) -> tuple[Artifact, str]:
     """Pick the artifact to load and say why.
 
-    With ``target`` (``"tflite:int8"``, or just a format or precision) the first matching artifact that
-    exists is used. Otherwise the first artifact that passed validation, in manifest order.
+    With ``target`` (``"tflite:int8"``, or just a format or precision) or ``format=``/``precision=``,
+    the first matching artifact that exists is used. Otherwise the best artifact this device can run
+    among those that passed validation (see :mod:`edgekit.runtime.choose`).
 
     Example:
         >>> m = Manifest(recipe={}, source={}, artifacts=(Artifact("tflite:fp32", "tflite", "fp32", "passed", path="a.tflite"),))
-        >>> choose_artifact(m)[0].target
+        >>> choose_artifact(m, device={"machine": "x86_64", "cpu_flags": [], "gpus": []})[0].target
         'tflite:fp32'
     """
+    from edgekit.runtime import choose
+
     present = [a for a in manifest.artifacts if a.path]
-    if target:
+    if target or format or precision:
         for a in present:
-            if target in (a.target, a.format, a.precision):
-                why = f"requested {target!r}"
-                if a.status not in (PASSED, NOT_VALIDATED):
-                    why += f" (warning: its validation status is {a.status!r})"
-                return a, why
-        raise ModelError(f"no artifact matches {target!r}; this folder has {[a.target for a in present] or 'none'}")
-    for a in present:
-        if a.status == PASSED:
-            return a, "first artifact that passed validation"
-    raise ModelError(
-        f"no artifact in this folder passed validation ({', '.join(f'{a.target}={a.status}' for a in manifest.artifacts) or 'none'}); "
-        "pick one explicitly with target=... / --target"
-    )
+            if target and target not in (a.target, a.format, a.precision):
+                continue
+            if (format and a.format != format) or (precision and a.precision != precision):
+                continue
+            asked = ", ".join(([repr(target)] if target else []) +
+                              [f"{k}={v!r}" for k, v in (("format", format), ("precision", precision)) if v])
+            why = f"requested {asked}"
+            if a.status not in (PASSED, NOT_VALIDATED):
+                why += f" (warning: its validation status is {a.status!r})"
+            return a, why
+        wanted = target or ":".join(x or "*" for x in (format, precision))
+        raise ModelError(f"no artifact matches {wanted!r}; this folder has {[a.target for a in present] or 'none'}")
+    if device is None:
+        from edgekit.runtime.device import device_info
+
+        device = device_info()
+    ranked = choose.rank(manifest.artifacts, device, _runnable)
+    if ranked:
+        best, why_class = ranked[0]
+        others = ", ".join(a.target for a, _ in ranked[1:])
+        return best, f"best for this device: {why_class}" + (f" (also runnable: {others})" if others else "")
+    left_out = "; ".join(choose.skipped(manifest.artifacts, device, _runnable)) or "no artifacts"
+    raise ModelError(f"no artifact in this folder passed validation and can run here ({left_out}); "
+                     "pick one explicitly with target=... / --target")
 
 
-def load(path: str | os.PathLike[str], *, target: str | None = None, num_threads: int | None = None,
+def _runnable(a: Artifact) -> str | None:
+    try:
+        return get_backend(a.format).unavailable_reason()
+    except BackendError as exc:
+        return str(exc)
+
+
+def load(path: str | os.PathLike[str], *, target: str | None = None, format: str | None = None,
+         precision: str | None = None, num_threads: int | None = None,
          verify: bool = True, quantize_io: bool = True, **engine_options: Any) -> Session:
     """Open a model file or an edgekit output folder.
 
     Args:
         path: A ``.tflite`` file, or a folder (or ``manifest.json``) written by ``edgekit convert``.
-        target: For folders: which artifact, e.g. ``"tflite:int8"``; default: first that passed validation.
+        target: For folders: which artifact, e.g. ``"tflite:int8"``; default: the best validated
+            artifact this device can run (``session.info["chosen"]`` says why).
+        format: For folders: restrict the choice to one format (``"tflite"``, ``"onnx"`` ...).
+        precision: For folders: restrict the choice to one precision (``"int8"`` ...).
         num_threads: Engine threads; default all cores this process may use.
         verify: Check the artifact's size and sha256 against the manifest before loading.
         quantize_io: Quantize float feeds for int8 inputs and dequantize int8 outputs.
@@ -69,7 +95,7 @@ def load(path: str | os.PathLike[str], *, target: str | None = None, num_threads
     if is_output_folder(p):
         folder = p if p.is_dir() else p.parent
         manifest = Manifest.load(folder)
-        artifact, why = choose_artifact(manifest, target)
+        artifact, why = choose_artifact(manifest, target, format=format, precision=precision)
         file = artifact_path(folder, artifact)
         if verify:
             verify_artifact(file, artifact)
