@@ -27,9 +27,11 @@ def render(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str 
     table = Table(title=title, show_lines=False, header_style="bold")
     for i, h in enumerate(headers):
         table.add_column(h, justify="left" if i == 0 else "right", overflow="fold")
+    from rich.markup import escape
+
     for r in cells:
-        table.add_row(*r)
-    Console(file=out, width=max(100, min(200, _width(headers, cells))), soft_wrap=False).print(table)
+        table.add_row(*(escape(c) for c in r))  # cells are data: "image[?x8x8x1]", "pip install 'edgekit[onnx]'"
+    Console(file=out, width=max(100, min(260, _width(headers, cells))), soft_wrap=False).print(table)
 
 
 def _width(headers: Sequence[str], cells: Sequence[Sequence[str]]) -> int:

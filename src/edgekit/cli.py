@@ -60,6 +60,16 @@ def main() -> None:
 @click.option("--image-mean", help="Image folders: subtract after scaling; one number or comma list per channel.")
 @click.option("--image-std", help="Image folders: divide last; one number or comma list per channel.")
 @click.option("--allow-unsafe", is_flag=True, help="Allow Keras Lambda layers (runs code from the file).")
+@click.option("--train", help="Labelled training data for --prune/--qat (same forms as --calib; zoo models have their own).")
+@click.option("--train-limit", type=int, help="Training samples to draw (default: all).")
+@click.option("--prune", type=float, metavar="SPARSITY", help="Prune to this fraction of zero weights, e.g. 0.8, then fine-tune.")
+@click.option("--prune-epochs", type=int, help="Fine-tuning epochs while pruning (default 2).")
+@click.option("--prune-structure", metavar="M:N", help="Structured pruning, e.g. 2:4 (M zeros in every N weights).")
+@click.option("--qat", is_flag=True, help="Quantization-aware training before export (then use tflite:int8).")
+@click.option("--qat-epochs", type=int, help="QAT fine-tuning epochs (default 1).")
+@click.option("--qat-skip", multiple=True, metavar="LAYER", help="Leave this layer out of QAT (it stays float). Repeatable.")
+@click.option("--strategy", type=click.Choice(["default", "mirrored", "multi_worker"]),
+              help="tf.distribute strategy for fine-tuning (multi_worker reads TF_CONFIG).")
 @click.option("-o", "--out", "out_dir", type=click.Path(), help="Output folder (required unless --list-targets).")
 @click.option("--list-targets", is_flag=True, help="Print every format x precision and what this machine can do; convert nothing.")
 @click.option("--force", is_flag=True, help="Replace a previous edgekit output in the folder.")
@@ -68,7 +78,8 @@ def main() -> None:
 def convert(model: str | None, recipe_path: str | None, targets: Sequence[str], calib: str | None, eval_: str | None,
             calib_limit: int | None, eval_limit: int | None, seed: int | None, max_accuracy_drop: float | None,
             tols: Sequence[str], image_scale: float | None, image_mean: str | None, image_std: str | None,
-            allow_unsafe: bool, out_dir: str | None, list_targets: bool, force: bool, as_json: bool, quiet: bool) -> None:
+            allow_unsafe: bool, out_dir: str | None, list_targets: bool, force: bool, as_json: bool, quiet: bool,
+            **stage_flags: Any) -> None:
     """Convert MODEL (.keras/.h5 file, SavedModel folder or zoo name) to every --target and validate each.
 
     \b
@@ -77,6 +88,8 @@ def convert(model: str | None, recipe_path: str | None, targets: Sequence[str], 
       edgekit convert model.keras --calib calib.npz --eval eval.npz -t tflite:int8 -o out/
       edgekit convert --recipe recipe.yaml -o out/
       edgekit convert --list-targets
+      edgekit convert model.keras --train train.npz --eval eval.npz --calib calib.npz \
+          --prune 0.8 --prune-epochs 3 --qat --qat-epochs 2 -t tflite:int8 -o out/
     """
     if list_targets:
         _print_targets(as_json)
@@ -87,7 +100,7 @@ def convert(model: str | None, recipe_path: str | None, targets: Sequence[str], 
 
             raise RecipeError("give an output folder with -o/--out, e.g. -o out/ (or --list-targets to see the formats)")
         recipe = _recipe(model, recipe_path, targets, calib, eval_, calib_limit, eval_limit, seed,
-                         max_accuracy_drop, tols, allow_unsafe, (image_scale, image_mean, image_std))
+                         max_accuracy_drop, tols, allow_unsafe, (image_scale, image_mean, image_std), stage_flags)
         from edgekit.convert.pipeline import convert as run_convert
 
         manifest = run_convert(recipe, out_dir, force=force, progress=_Progress(quiet))
@@ -98,6 +111,7 @@ def convert(model: str | None, recipe_path: str | None, targets: Sequence[str], 
         click.echo(json.dumps(manifest.to_dict(), indent=2))
     else:
         _print_manifest(manifest, Path(out_dir))
+        _print_stages(manifest)
     sys.exit(0 if manifest.ok else 1)
 
 
@@ -122,7 +136,7 @@ def _print_targets(as_json: bool) -> None:
 
 
 def _recipe(model, recipe_path, targets, calib, eval_, calib_limit, eval_limit, seed, max_drop, tols, allow_unsafe,
-            image=(None, None, None)):
+            image=(None, None, None), stage_flags=None):
     from edgekit.convert.recipe import Recipe, Target
     from edgekit.errors import RecipeError
 
@@ -162,7 +176,44 @@ def _recipe(model, recipe_path, targets, calib, eval_, calib_limit, eval_limit, 
         if value is not None:
             images[key] = value if key == "scale" else _numbers(value, f"--image-{key}")
     base["images"] = images
+    _stage_flags(base, stage_flags or {})
     return Recipe.from_dict(base)
+
+
+def _stage_flags(base: dict[str, Any], flags: dict[str, Any]) -> None:
+    """--train/--prune/--qat/... merged into the recipe dict (flags win over the recipe file)."""
+    from edgekit.convert.stages.config import cli_stages
+
+    for key in ("train", "train_limit"):
+        if flags.get(key) is not None:
+            base[key] = flags[key]
+    names = ("prune", "prune_epochs", "prune_structure", "qat", "qat_epochs", "qat_skip", "strategy")
+    given = {k: flags.get(k) for k in names}
+    if any(v not in (None, False, ()) for v in given.values()):
+        given["qat"] = bool(given["qat"])
+        given["qat_skip"] = tuple(given["qat_skip"] or ())
+        base["stages"] = cli_stages(base.get("stages") or [], **given)
+
+
+def _print_stages(manifest: Any) -> None:
+    st = getattr(manifest, "stages", None) or {}
+    for kind in st.get("order", []):
+        rep = st.get(kind, {})
+        if kind == "prune":
+            sp = rep.get("sparsity", {}).get("total", {}).get("sparsity")
+            left = ", ".join(s["layer"] for s in rep.get("skipped", []))
+            click.echo(f"  prune: {len(rep.get('pruned', []))} layer(s), kernel sparsity {_fmt(sp * 100 if sp is not None else None, '.1f')}%"
+                       + (f"; left dense: {left}" if left else ""))
+        elif kind == "qat":
+            before = rep.get("sparsity_before", {}).get("total", {}).get("sparsity")
+            after = rep.get("sparsity_after", {}).get("total", {}).get("sparsity")
+            click.echo(f"  qat: {len(rep.get('quantized', []))} layer(s), {rep.get('scheme')}; kernel sparsity "
+                       f"{_fmt(before * 100 if before is not None else None, '.1f')}% before, "
+                       f"{_fmt(after * 100 if after is not None else None, '.1f')}% after")
+    if st:
+        for a in manifest.artifacts:
+            if a.gzip_bytes and a.sparsity:
+                click.echo(f"  {a.target}: {a.sparsity['sparsity'] * 100:.1f}% zero weights, {a.gzip_bytes / 1024:.1f} KiB gzipped")
 
 
 def _numbers(text: str, flag: str) -> float | list[float]:
@@ -186,7 +237,10 @@ _MARK = {"passed": "✅ passed", "failed": "❎ failed", "error": "❌ error", "
 def _print_manifest(manifest: Any, out: Path) -> None:
     from edgekit._table import render
 
-    fp32 = next((a.bytes for a in manifest.artifacts if a.precision == "fp32" and a.bytes), None)
+    fp32: dict[str, int] = {}  # per format: an .mlpackage is compared with CoreML fp32, not with ONNX
+    for a in manifest.artifacts:
+        if a.precision == "fp32" and a.bytes:
+            fp32.setdefault(a.format, a.bytes)
     rows = []
     for a in manifest.artifacts:
         v = a.validation or {}
@@ -194,7 +248,7 @@ def _print_manifest(manifest: Any, out: Path) -> None:
             a.target,
             _MARK.get(a.status, a.status),
             _fmt(a.bytes / 1024 if a.bytes else None, ".1f"),
-            _fmt(a.bytes / fp32 if a.bytes and fp32 else None, ".2f"),
+            _fmt(a.bytes / fp32[a.format] if a.bytes and fp32.get(a.format) else None, ".2f"),
             _fmt(v.get("accuracy"), ".2f"),
             _fmt(v.get("accuracy_drop"), "+.2f"),
             _fmt(v.get("top1_agreement") * 100 if v.get("top1_agreement") is not None else None, ".1f"),
@@ -210,44 +264,117 @@ def _print_manifest(manifest: Any, out: Path) -> None:
 
 
 # ---------------------------------------------------------------- bench
+def _int_list(text: str | None, flag: str) -> list[int | None]:
+    from edgekit.errors import InputError
+
+    if not text:
+        return [None]
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"{flag} {text!r} must be an integer or a comma list, e.g. 1,2,4") from None
+
+
 @main.command()
 @click.argument("path", type=click.Path())
 @click.option("--target", help="Only this artifact of a folder (format:precision, a format or a precision).")
 @click.option("--warmup", type=int, default=10, show_default=True, help="Untimed runs after the first inference.")
 @click.option("--runs", type=int, default=100, show_default=True, help="Timed runs.")
 @click.option("--max-seconds", type=float, help="Stop each timed loop after this many seconds.")
-@click.option("--batch", "batch_size", type=int, default=1, show_default=True, help="Samples per call.")
-@click.option("--threads", "num_threads", type=int, help="Engine threads (default: all cores).")
+@click.option("--batch", "batch_sizes", default="1", show_default=True, help="Samples per call; a comma list sweeps (1,8,32).")
+@click.option("--threads", "threads", help="Engine threads (default: all cores); a comma list sweeps (1,2,4).")
+@click.option("--cold-start/--no-cold-start", default=True, show_default=True,
+              help="Also time a fresh process from start to first result.")
 @click.option("--eval", "eval_path", type=click.Path(), help="Labelled .npz for accuracy (folders use their eval.npz).")
 @click.option("--no-verify", is_flag=True, help="Skip the size/sha256 check against the manifest.")
 @click.option("--json", "json_path", type=click.Path(allow_dash=True), help="Write results as JSON ('-' for stdout).")
 @click.option("--csv", "csv_path", type=click.Path(allow_dash=True), help="Write results as CSV ('-' for stdout).")
-def bench(path: str, target: str | None, warmup: int, runs: int, max_seconds: float | None, batch_size: int,
-          num_threads: int | None, eval_path: str | None, no_verify: bool, json_path: str | None, csv_path: str | None) -> None:
-    """Time PATH (a .tflite file, or every artifact of an edgekit output folder) side by side.
+@click.option("--report", "report_path", type=click.Path(), help="Write an HTML report with charts.")
+@click.option("--baseline", type=click.Path(), help="A previous --json result to compare with (see --fail-on).")
+@click.option("--fail-on", "fail_on", default="p50+10%,accuracy-1", show_default=True,
+              help="Regression rules against --baseline, e.g. 'p50+10%,accuracy-1,size+5%'.")
+@click.option("--store/--no-store", default=True, show_default=True,
+              help="Append results to the local results store ($EDGEKIT_RESULTS or ~/.local/share/edgekit/results.sqlite).")
+@click.option("--history", is_flag=True, help="Show this model's stored results across runs and devices (no benching).")
+def bench(path: str, target: str | None, warmup: int, runs: int, max_seconds: float | None, batch_sizes: str,
+          threads: str | None, cold_start: bool, eval_path: str | None, no_verify: bool, json_path: str | None,
+          csv_path: str | None, report_path: str | None, baseline: str | None, fail_on: str, store: bool, history: bool) -> None:
+    """Time PATH (a model file, or every artifact of an edgekit output folder) side by side.
 
     \b
     Examples:
       edgekit bench out/
-      edgekit bench model.tflite --threads 4 --runs 500
-      edgekit bench out/ --json results.json
+      edgekit bench model.tflite --threads 1,2,4 --batch 1,8 --runs 500
+      edgekit bench out/ --json new.json --baseline old.json --fail-on 'p50+10%,accuracy-1'
+      edgekit bench out/ --report report.html
+      edgekit bench out/ --history
     """
     from edgekit.runtime.bench import BenchConfig, bench_path, report
 
     try:
-        config = BenchConfig(warmup=warmup, runs=runs, max_seconds=max_seconds, batch_size=batch_size, num_threads=num_threads)
-        results = bench_path(path, config, target=target, eval_path=eval_path, verify=not no_verify)
+        if history:
+            _print_history(path)
+            return
+        rules = None
+        if baseline:
+            from edgekit.runtime.gate import load_baseline, parse_rules
+
+            rules, base = parse_rules(fail_on), load_baseline(baseline)
+        results = []
+        configs = [BenchConfig(warmup=warmup, runs=runs, max_seconds=max_seconds, batch_size=b, num_threads=t,
+                               cold_start=cold_start)
+                   for t in _int_list(threads, "--threads") for b in _int_list(batch_sizes, "--batch")]
+        for config in configs:
+            results += bench_path(path, config, target=target, eval_path=eval_path, verify=not no_verify)
+        doc = report(results, configs[0])
+        doc["config"]["sweep"] = [{"num_threads": c.num_threads, "batch_size": c.batch_size} for c in configs]
+        if store:
+            from edgekit.runtime.history import ResultStore, model_key_for
+
+            name, key = model_key_for(path)
+            ResultStore().append(doc["results"], device=doc["device"], model=name, model_key=key, created=doc["created"])
+        if report_path:
+            from edgekit.runtime.report import write_report
+
+            write_report(doc, report_path)
     except EdgekitError as exc:
         _fail(exc)
         return
-    doc = report(results, config)
     if json_path:
         _write(json_path, json.dumps(doc, indent=2) + "\n")
     if csv_path:
         _write(csv_path, _csv(results))
     if json_path != "-" and csv_path != "-":
         _print_bench(results, doc)
-    sys.exit(0 if all(r.status in ("ok", "skipped") for r in results) else 1)
+    code = 0 if all(r.status in ("ok", "skipped") for r in results) else 1
+    if rules is not None:
+        from edgekit.runtime.gate import check
+
+        violations = check(doc["results"], base, rules)
+        for v in violations:
+            click.echo(f"regression: {v}", err=True)
+        if violations:
+            code = 1
+        elif json_path != "-":
+            click.echo(f"no regression against {baseline} ({', '.join(map(str, rules))})", err=True)
+    sys.exit(code)
+
+
+def _print_history(path: str) -> None:
+    from edgekit._table import render
+    from edgekit.runtime.history import ResultStore, model_key_for
+
+    name, key = model_key_for(path)
+    rows = ResultStore().history(key)
+    if not rows:
+        click.echo(f"no stored results for {name} yet: run 'edgekit bench {path}' first")
+        return
+    render(["when", "target", "device", "engine", "batch", "threads", "p50 ms", "p99 ms", "inf/s", "acc %", "KiB"],
+           [[r["created"], r["target"], r["device"], f"{r['engine'] or ''} {r['engine_version'] or ''}".strip(),
+             r["batch_size"], r["num_threads"], _fmt(r["p50_ms"], ".3f"), _fmt(r["p99_ms"], ".3f"),
+             _fmt(r["throughput"], ".0f"), _fmt(r["accuracy"], ".2f"),
+             _fmt(r["size_bytes"] / 1024 if r["size_bytes"] else None, ".1f")] for r in rows],
+           title=f"edgekit bench history — {name}")
 
 
 def _write(path: str, text: str) -> None:
@@ -276,20 +403,23 @@ def _print_bench(results: Sequence[Any], doc: dict[str, Any]) -> None:
     from edgekit._table import render
 
     ok = [r for r in results if r.status == "ok"]
-    fp32 = {r.format: r for r in ok if r.precision == "fp32"}
+    fp32 = {(r.format, r.batch_size, r.num_threads): r for r in ok if r.precision == "fp32"}
     fp32_size = {r.format: r.size_bytes for r in ok if r.precision == "fp32"}
     rows = []
     for r in results:
         lat = r.latency_ms or {}
-        ref = fp32.get(r.format)
+        ref = fp32.get((r.format, r.batch_size, r.num_threads))
         rows.append([
             r.target,
-            f"{r.engine} {r.engine_version}".strip() or "-",
+            f"{r.engine.replace('ai-edge-', '')} {r.engine_version}".strip() or "-",
             _MARK.get(r.validation or "", r.validation or "-") if r.status == "ok" else
             f"⏭ skipped ({_MARK.get(r.validation or '', r.validation or '-')})" if r.status == "skipped" else f"❌ {r.status}",
             _fmt(r.size_bytes / 1024 if r.size_bytes else None, ".1f"),
             _fmt(r.size_bytes / fp32_size[r.format] if r.size_bytes and fp32_size.get(r.format) else None, ".2f"),
             _fmt(r.accuracy, ".2f"),
+            r.batch_size,
+            r.num_threads or "",
+            _fmt(r.cold_start_ms, ".0f"),
             _fmt(r.load_ms, ".1f"),
             _fmt(r.first_ms, ".3f"),
             _fmt(lat.get("p50"), ".3f"),
@@ -301,10 +431,8 @@ def _print_bench(results: Sequence[Any], doc: dict[str, Any]) -> None:
             _fmt(r.peak_rss_mb, ".1f"),
         ])
     dev = doc["device"]
-    threads = sorted({r.num_threads for r in ok if r.num_threads})
-    title = (f"edgekit bench — {dev['cpu']} ({dev['cores']} cores), batch {doc['config']['batch_size']}, "
-             f"{'/'.join(map(str, threads)) or '?'} threads")
-    render(["target", "engine", "validation", "KiB", "×fp32", "acc %", "load ms", "first ms", "p50 ms", "p90 ms", "p99 ms",
+    title = f"edgekit bench — {dev['cpu']} ({dev['cores']} cores{', ' + dev['board'] if dev.get('board') else ''})"
+    render(["target", "engine", "validation", "KiB", "×fp32", "acc %", "batch", "threads", "cold ms", "load ms", "first ms", "p50 ms", "p90 ms", "p99 ms",
             "mean±std ms", "p50 ×fp32", "inf/s", "peak RSS MB"], rows, title=title)
     for r in results:
         if r.error:
@@ -313,6 +441,37 @@ def _print_bench(results: Sequence[Any], doc: dict[str, Any]) -> None:
             click.echo(f"  {r.target}: warning: {w}")
     for n in doc["notes"]:
         click.echo(f"  note: {n}")
+
+
+# ---------------------------------------------------------------- doctor
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the diagnosis as JSON.")
+def doctor(as_json: bool) -> None:
+    """What this device is, which engines it has, which targets it can run, and how to get the rest."""
+    from edgekit.runtime.doctor import diagnose
+
+    d = diagnose()
+    if as_json:
+        click.echo(json.dumps(d, indent=2))
+        return
+    dev = d["device"]
+    click.echo(f"device   {dev['cpu']} · {dev['cores']} cores · {dev['machine']} · {dev['system']} {dev['release']}")
+    if dev.get("board"):
+        click.echo(f"board    {dev['board']}" + (f" · L4T {dev['l4t']}" if dev.get("l4t") else ""))
+    click.echo(f"isa      {', '.join(dev['cpu_flags']) or '-'}")
+    click.echo(f"gpus     {', '.join(dev['gpus']) or 'none'}")
+    click.echo(f"python   {d['python']}")
+    click.echo("engines  " + (", ".join(f"{k} {v}" for k, v in dev["engines"].items()) or "none"))
+    if d["onnx_providers"]:
+        click.echo(f"onnxruntime providers  {', '.join(d['onnx_providers'])}")
+    if d["throttling"]:
+        click.echo(f"warning  {', '.join(d['throttling'])}")
+    click.echo("")
+    for fmt, b in d["backends"].items():
+        if b["available"]:
+            click.echo(f"  ✅ {fmt:<9} can run here")
+        else:
+            click.echo(f"  ❌ {fmt:<9} {b['reason']}" + (f"\n     install: {b['install']}" if b["install"] else ""))
 
 
 if __name__ == "__main__":  # pragma: no cover

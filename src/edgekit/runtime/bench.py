@@ -27,7 +27,7 @@ import numpy as np
 
 from edgekit.errors import EdgekitError, InputError
 from edgekit.manifest import Artifact, Manifest, TensorSpec, artifact_bytes
-from edgekit.runtime.device import device_info
+from edgekit.runtime.device import describe_throttled, device_info, throttling
 from edgekit.runtime.session import Session, run_batched
 
 SCHEMA = "edgekit.bench/1"
@@ -45,6 +45,7 @@ class BenchConfig:
         batch_size: Samples per call.
         num_threads: Engine threads (``None``: all cores this process may use).
         seed: Seed for synthetic inputs.
+        cold_start: Also time a fresh process from start to first result (import, load, run once).
     """
 
     warmup: int = 10
@@ -53,6 +54,7 @@ class BenchConfig:
     batch_size: int = 1
     num_threads: int | None = None
     seed: int = 0
+    cold_start: bool = False
 
     def __post_init__(self) -> None:
         if self.warmup < 0 or self.runs < 1 or self.batch_size < 1:
@@ -77,6 +79,7 @@ class BenchResult:
     num_threads: int | None = None
     engine: str = ""
     engine_version: str = ""
+    cold_start_ms: float | None = None
     load_ms: float | None = None
     first_ms: float | None = None
     warmup_runs: int = 0
@@ -91,15 +94,18 @@ class BenchResult:
     validation: str | None = None
     warnings: tuple[str, ...] = ()
     error: str | None = None
+    samples_ms: tuple[float, ...] = ()  # every timed call, for distributions; not in CSV
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["warnings"] = list(self.warnings)
+        d["samples_ms"] = list(self.samples_ms)
         return d
 
     def flat(self) -> dict[str, Any]:
         """One CSV row: nested latency fields become ``latency_p50_ms`` etc."""
         d = self.to_dict()
+        d.pop("samples_ms")
         lat = d.pop("latency_ms") or {}
         for k in LATENCY_KEYS:
             d[f"latency_{k}_ms"] = lat.get(k)
@@ -188,6 +194,7 @@ def time_session(session: Session, config: BenchConfig, feeds: Sequence[np.ndarr
         "cv": cv,
         "robust_cv": robust_cv,
         "throughput": round(config.batch_size * 1e3 / lat["mean"], 2) if lat["mean"] > 0 else None,
+        "samples_ms": tuple(round(t, 5) for t in times),
     }
 
 
@@ -224,6 +231,8 @@ def bench_file(path: str | os.PathLike[str], config: BenchConfig = BenchConfig()
 
         # Import the engine first so load_ms is the model's load, not the library's import.
         get_backend(artifact.format if artifact else format_for_path(path)).unavailable_reason()
+        cold = cold_start_ms(path, config.num_threads) if config.cold_start else None
+        before = throttling()
         _reset_peak_rss()
         t = time.perf_counter()
         session = load(path, num_threads=config.num_threads)
@@ -235,7 +244,7 @@ def bench_file(path: str | os.PathLike[str], config: BenchConfig = BenchConfig()
         peak = _peak_rss_mb()
     except EdgekitError as exc:
         return BenchResult(**base, error=str(exc))
-    warnings = []
+    warnings = _throttle_warnings(before, throttling())
     if timing["robust_cv"] is not None and timing["robust_cv"] > CV_WARN:
         warnings.append(f"unstable timing: robust cv {timing['robust_cv']:.2f} > {CV_WARN} (busy or throttled machine?)")
     info = session.info
@@ -244,6 +253,7 @@ def bench_file(path: str | os.PathLike[str], config: BenchConfig = BenchConfig()
         num_threads=info.get("num_threads"),
         engine=str(info.get("engine", "")),
         engine_version=str(info.get("engine_version", "")),
+        cold_start_ms=cold,
         load_ms=load_ms,
         **timing,
         peak_rss_mb=peak,
@@ -251,6 +261,46 @@ def bench_file(path: str | os.PathLike[str], config: BenchConfig = BenchConfig()
         accuracy_samples=len(eval_data[1]) if eval_data is not None and acc is not None else None,
         warnings=tuple(warnings),
     )
+
+
+_COLD_SCRIPT = """
+import sys
+from edgekit.runtime import load
+from edgekit.runtime.bench import synthetic_feeds
+threads = None if sys.argv[2] == "-" else int(sys.argv[2])
+s = load(sys.argv[1], num_threads=threads, verify=False)
+s.run_prepared(s.prepare(synthetic_feeds(s.inputs, 1)))
+sys.stdout.write("done\\n")
+sys.stdout.flush()
+"""
+
+
+def cold_start_ms(path: str | os.PathLike[str], num_threads: int | None = None, timeout: float = 120.0) -> float | None:
+    """Wall time from spawning a fresh Python to its first inference result (what a restarted service pays)."""
+    import subprocess
+
+    t = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, "-c", _COLD_SCRIPT, str(path), "-" if num_threads is None else str(num_threads)],
+                              capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    ms = (time.perf_counter() - t) * 1e3
+    return round(ms, 1) if proc.returncode == 0 and proc.stdout.startswith("done") else None
+
+
+def _throttle_warnings(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    out = []
+    reasons = describe_throttled(after.get("throttled"))
+    if reasons:
+        out.append("device reports " + ", ".join(reasons) + " (vcgencmd get_throttled): numbers are not comparable")
+    b, a = before.get("cpu_khz") or [], after.get("cpu_khz") or []
+    if b and a and len(a) == len(b):
+        lo_b, lo_a = min(b), min(a)
+        if lo_b and abs(lo_a - lo_b) / lo_b > 0.10:
+            out.append(f"CPU frequency changed during the run ({lo_b // 1000} -> {lo_a // 1000} MHz min core): "
+                       "throttling or a power governor; pin the governor to 'performance' for stable numbers")
+    return out
 
 
 def load_eval(folder: Path, manifest: Manifest, override: str | os.PathLike[str] | None = None) -> tuple[Any, np.ndarray] | None:

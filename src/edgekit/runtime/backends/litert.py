@@ -100,7 +100,8 @@ def _spec(name: str, d: dict[str, Any]) -> TensorSpec:
 class LiteRTEngine:
     """One TFLite interpreter with named, ordered inputs and outputs."""
 
-    def __init__(self, path: Path, num_threads: int | None = None, use_xnnpack: bool = True) -> None:
+    def __init__(self, path: Path, num_threads: int | None = None, use_xnnpack: bool = True,
+                 delegates: Sequence[str | tuple[str, dict[str, str]]] = ()) -> None:
         cls, self.engine, self.version = _interpreter_class()
         self.path = Path(path)
         self.num_threads = default_threads() if num_threads is None else int(num_threads)
@@ -112,6 +113,9 @@ class LiteRTEngine:
             # OpResolverType lives in the interpreter module of each flavour.
             kwargs["experimental_op_resolver_type"] = _resolver(cls, "BUILTIN_WITHOUT_DEFAULT_DELEGATES")
         self.use_xnnpack = use_xnnpack
+        self.delegates = [d if isinstance(d, str) else d[0] for d in delegates]
+        if delegates:
+            kwargs["experimental_delegates"] = [_load_delegate(cls, d) for d in delegates]
         from edgekit._quiet import captured_output
 
         try:
@@ -182,7 +186,34 @@ class LiteRTEngine:
             "engine_version": self.version,
             "num_threads": self.num_threads,
             "xnnpack": self.use_xnnpack,
+            "delegates": list(self.delegates),
         }
+
+
+def _load_delegate(cls: Any, spec: str | tuple[str, dict[str, str]]) -> Any:
+    """An external delegate (e.g. ``libedgetpu.so.1`` for a Coral Edge TPU) by library path."""
+    import importlib
+
+    path, options = (spec, {}) if isinstance(spec, str) else spec
+    import ctypes
+
+    try:
+        # Check the library loads and is a delegate plug-in first: LiteRT's Delegate leaves a
+        # half-built object behind on failure whose __del__ prints a traceback.
+        lib = ctypes.CDLL(path)
+        for symbol in ("tflite_plugin_create_delegate", "tflite_plugin_destroy_delegate"):
+            getattr(lib, symbol)
+    except OSError as exc:
+        raise BackendError(f"cannot load delegate {path!r}: {' '.join(str(exc).split())[:200]}") from None
+    except AttributeError:
+        raise BackendError(f"{path!r} is not a TFLite external delegate (no tflite_plugin_create_delegate)") from None
+    load = getattr(importlib.import_module(cls.__module__), "load_delegate", None)
+    if load is None:
+        raise BackendError("this LiteRT build cannot load external delegates (no load_delegate)")
+    try:
+        return load(path, options)
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise BackendError(f"cannot load delegate {path!r}: {' '.join(str(exc).split())[:200]}") from None
 
 
 def _resolver(cls: Any, name: str) -> Any:
@@ -227,9 +258,9 @@ class LiteRTBackend:
         return None
 
     def open(self, path: Path, **options: Any) -> LiteRTEngine:
-        unknown = set(options) - {"num_threads", "use_xnnpack"}
+        unknown = set(options) - {"num_threads", "use_xnnpack", "delegates"}
         if unknown:
-            raise InputError(f"unknown LiteRT option(s) {sorted(unknown)}; known: num_threads, use_xnnpack")
+            raise InputError(f"unknown LiteRT option(s) {sorted(unknown)}; known: num_threads, use_xnnpack, delegates")
         return LiteRTEngine(Path(path), **options)
 
 
