@@ -148,12 +148,73 @@ class LiteRTEngine:
         self.inputs = tuple(_spec(n, details_in[i]) for n, i in self._in)
         self.outputs = tuple(_spec(n, details_out[i]) for n, i in self._out)
         self._current = {i: tuple(int(x) for x in details_in[i]["shape"]) for _, i in self._in}
+        self._wrapper = _FastWrapper(it)
+        self._out_idx = [i for _, i in self._out]
+        self._one_in = len(self._in) == 1
+        self._idx0 = self._in[0][1] if self._in else None
+        self._shape0 = self._current.get(self._idx0)
+        self.run1 = self._make_run1()
+
+    def _make_run1(self):
+        """The hot path of most edge models (one input) as a closure: no loops, few lookups."""
+        w, it, idx0, out_idx = self._wrapper, self._it, self._idx0, tuple(self._out_idx)
+        errors, engine, name = ENGINE_ERRORS, self.engine, self.path.name
+        if not w.direct:
+            return lambda arr: self.run([arr])
+        set_tensor, invoke, get_tensor = w.set_tensor, w.invoke, w.get_tensor
+        if len(out_idx) == 1:
+            (out0,) = out_idx
+
+            def run1_1(arr: np.ndarray) -> list[np.ndarray]:
+                if arr.shape != self._shape0:
+                    self._resize([arr])
+                    self._shape0 = arr.shape
+                inner = it._interpreter  # fetched per call: see _FastWrapper
+                try:
+                    set_tensor(inner, idx0, arr)
+                    invoke(inner)
+                    return [get_tensor(inner, out0, 0)]
+                except errors as exc:
+                    raise BackendError(f"{engine} failed to run {name}: {' '.join(str(exc).split())[:300]}") from None
+
+            return run1_1
+
+        def run1(arr: np.ndarray) -> list[np.ndarray]:
+            if arr.shape != self._shape0:
+                self._resize([arr])
+                self._shape0 = arr.shape
+            inner = it._interpreter  # fetched per call: see _FastWrapper
+            try:
+                set_tensor(inner, idx0, arr)
+                invoke(inner)
+                # GetTensor copies, so results survive the next invoke.
+                return [get_tensor(inner, i, 0) for i in out_idx]
+            except errors as exc:
+                raise BackendError(f"{engine} failed to run {name}: {' '.join(str(exc).split())[:300]}") from None
+
+        return run1
 
     def run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if self._one_in and self._wrapper.direct:
+            return self.run1(arrays[0])
+        for (_, idx), arr in zip(self._in, arrays):
+            if arr.shape != self._current.get(idx):
+                self._resize(arrays)
+                break
+        set_tensor, invoke, get_tensor = self._wrapper.calls(self._it)
+        try:
+            for (_, idx), arr in zip(self._in, arrays):
+                set_tensor(idx, arr)
+            invoke()
+            # get_tensor copies, so results survive the next invoke.
+            return [get_tensor(idx) for idx in self._out_idx]
+        except ENGINE_ERRORS as exc:
+            raise BackendError(f"{self.engine} failed to run {self.path.name}: {' '.join(str(exc).split())[:300]}") from None
+
+    def _resize(self, arrays: Sequence[np.ndarray]) -> None:
         it = self._it
-        resized = False
         for (name, idx), arr in zip(self._in, arrays):
-            if tuple(arr.shape) != self._current.get(idx):
+            if arr.shape != self._current.get(idx):
                 try:
                     it.resize_tensor_input(idx, list(arr.shape), strict=True)
                 except (ValueError, RuntimeError, TypeError) as exc:
@@ -161,23 +222,14 @@ class LiteRTEngine:
                         f"input {name!r}: this model cannot take shape {tuple(arr.shape)} "
                         f"(engine said: {' '.join(str(exc).split())[:200]})"
                     ) from None
-                resized = True
-        if resized:
-            try:
-                it.allocate_tensors()
-            except (ValueError, RuntimeError) as exc:
-                self._current = {}  # unknown state: the next call resizes every input again
-                raise InputError(f"cannot run {self.path.name} at these input shapes: {' '.join(str(exc).split())[:200]}") from None
-            for (_, idx), arr in zip(self._in, arrays):
-                self._current[idx] = tuple(arr.shape)
         try:
-            for (_, idx), arr in zip(self._in, arrays):
-                it.set_tensor(idx, arr)
-            it.invoke()
-            # get_tensor copies, so results survive the next invoke.
-            return [it.get_tensor(idx) for _, idx in self._out]
-        except ENGINE_ERRORS as exc:
-            raise BackendError(f"{self.engine} failed to run {self.path.name}: {' '.join(str(exc).split())[:300]}") from None
+            it.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            self._current = {}  # unknown state: the next call resizes every input again
+            self._shape0 = None
+            raise InputError(f"cannot run {self.path.name} at these input shapes: {' '.join(str(exc).split())[:200]}") from None
+        for (_, idx), arr in zip(self._in, arrays):
+            self._current[idx] = tuple(arr.shape)
 
     def info(self) -> dict[str, Any]:
         return {
@@ -188,6 +240,31 @@ class LiteRTEngine:
             "xnnpack": self.use_xnnpack,
             "delegates": list(self.delegates),
         }
+
+
+class _FastWrapper:
+    """Calls into the interpreter's C++ wrapper, or the public methods if a build hides it.
+
+    Holds the wrapper's *unbound* functions and fetches the wrapper object per call: LiteRT
+    refuses to resize while anything else holds a reference to its C++ wrapper (it counts them to
+    detect live tensor() views), so a bound method kept here would break batch resizing.
+    """
+
+    def __init__(self, it: Any) -> None:
+        inner = getattr(it, "_interpreter", None)
+        cls = type(inner)
+        self.direct = inner is not None and all(hasattr(cls, m) for m in ("SetTensor", "Invoke", "GetTensor"))
+        if self.direct:
+            self.set_tensor, self.invoke, self.get_tensor = cls.SetTensor, cls.Invoke, cls.GetTensor
+        del inner
+
+    def calls(self, it: Any) -> tuple[Any, Any, Any]:
+        """(set(idx, arr), invoke(), get(idx)) bound to the interpreter for one call."""
+        if not self.direct:
+            return it.set_tensor, it.invoke, it.get_tensor
+        inner = it._interpreter
+        st, inv, gt = self.set_tensor, self.invoke, self.get_tensor
+        return (lambda i, a: st(inner, i, a)), (lambda: inv(inner)), (lambda i: gt(inner, i, 0))
 
 
 def _load_delegate(cls: Any, spec: str | tuple[str, dict[str, str]]) -> Any:
