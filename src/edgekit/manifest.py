@@ -99,10 +99,13 @@ class Artifact:
         format: Exporter name, e.g. ``"tflite"``.
         precision: ``"fp32"``, ``"fp16"``, ``"dynamic"``, ``"int8"`` ...
         status: One of :data:`STATUSES`.
-        path: File name relative to the manifest's folder (``None`` if nothing was written).
-        bytes: File size.
-        gzip_bytes: Size after gzip -9 (what pruning pays off in).
-        sha256: Hex digest of the file, checked by the runtime before loading.
+        path: File name relative to the manifest's folder (``None`` if nothing was written). Some
+            formats write a folder (CoreML ``.mlpackage``, TF-TRT ``.tftrt``, TensorRT ``.trt``).
+        bytes: File size; for a folder, the total of its files (:func:`artifact_bytes`).
+        gzip_bytes: Size after gzip -9 (what pruning pays off in); for a folder, the sum of its
+            files gzipped one by one.
+        sha256: Hex digest of the file (of a folder: its files' relative paths and contents in
+            sorted order, see :func:`sha256_file`), checked by the runtime before loading.
         inputs: Tensor specs as the engine sees them (int8 I/O carries scale/zero point).
         outputs: Ditto for outputs.
         validation: Numbers against the reference model (see :mod:`edgekit.convert.validate`).

@@ -8,7 +8,6 @@ the model, int8 without calibration data) is refused before any conversion start
 from __future__ import annotations
 
 import datetime as _dt
-import gzip
 import os
 import platform
 import sys
@@ -20,6 +19,7 @@ import numpy as np
 
 from edgekit import __version__
 from edgekit.calibration import Dataset, open_dataset, random_like
+from edgekit.convert import _files
 from edgekit.convert.exporters import check_target
 from edgekit.convert.recipe import Recipe, Target
 from edgekit.convert.source import SourceModel, load_source
@@ -66,6 +66,10 @@ def convert(recipe: Recipe | Mapping[str, Any], out_dir: str | os.PathLike[str],
     _prepare_out_dir(out, force)
 
     t0 = time.perf_counter()
+    if recipe.stages:
+        from edgekit.convert.stages.fit import early_strategies
+
+        early_strategies([s.fit for s in recipe.stages])  # multi-worker must exist before TF runs anything
     say(f"loading model {recipe.model}")
     source = load_source(model if model is not None else recipe.model, allow_unsafe=recipe.allow_unsafe,
                          seed=recipe.seed, progress=say)
@@ -79,14 +83,25 @@ def convert(recipe: Recipe | Mapping[str, Any], out_dir: str | os.PathLike[str],
                 f"{t.name} needs representative (calibration) data: pass --calib data.npz (or an image folder, "
                 "or 'digits' for the bundled set); ~100-500 samples of real inputs"
             )
+    train = _train_data(recipe, source) if recipe.stages else None
 
     say(f"reference outputs on {len(evald)} eval samples ({eval_note})")
     reference = source.predict(list(evald.inputs))
 
+    # Stages train a copy; artifacts are exported from it and checked two ways: fidelity against
+    # the model actually converted, accuracy against the untouched source (see _validate).
+    staged, stages_report, original = source, {}, None
+    if recipe.stages:
+        from edgekit.convert.stages import apply_stages
+
+        staged, stages_report = apply_stages(source, recipe, train, say)
+        original, reference = reference, staged.predict(list(evald.inputs))
+
     artifacts = []
     for i, target in enumerate(recipe.targets, 1):
         say(f"[{i}/{len(recipe.targets)}] {target.display}: converting")
-        artifacts.append(_one_target(target, exporters[target.label], recipe, source, calib, evald, reference, out, say))
+        artifacts.append(_one_target(target, exporters[target.label], recipe, staged, calib, evald, reference, out, say,
+                                     original))
 
     eval_info = {"source": eval_note, "samples": len(evald), "labels": evald.labels is not None, "file": None}
     if evald.name != "random":
@@ -98,6 +113,7 @@ def convert(recipe: Recipe | Mapping[str, Any], out_dir: str | os.PathLike[str],
         versions=_versions(),
         eval_data=eval_info,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        stages=stages_report,
     )
     manifest.save(out)
     say(f"wrote {out / MANIFEST_NAME} ({sum(a.ok for a in artifacts)}/{len(artifacts)} ok, {time.perf_counter() - t0:.1f}s)")
@@ -115,8 +131,8 @@ def _prepare_out_dir(out: Path, force: bool) -> None:
             try:
                 old = Manifest.load(out)
                 for a in old.artifacts:
-                    if a.path and (out / a.path).is_file():
-                        (out / a.path).unlink()
+                    if a.path and ((out / a.path).is_file() or (out / a.path).is_dir()):
+                        _files.remove(out / a.path)  # folder artifacts too (.mlpackage, .trt)
             except EdgekitError:
                 pass
             (out / EVAL_FILE).unlink(missing_ok=True)
@@ -143,6 +159,26 @@ def _data(recipe: Recipe, source: SourceModel, exporters: Mapping[str, Any]) -> 
     return calib, random_like(source.inputs, n=64, seed=recipe.seed), "random inputs (no --eval given: no accuracy)"
 
 
+def _train_data(recipe: Recipe, source: SourceModel) -> Dataset:
+    """Labelled training data for the stages: the recipe's, else the zoo entry's training split."""
+    spec = recipe.train
+    if spec is None and source.zoo:
+        from edgekit.models import get_entry
+
+        spec = get_entry(source.zoo).train_data
+    if spec is None:
+        raise InputError(
+            "stages need training data: pass --train data.npz (x and labels y), an image folder with one "
+            "sub-folder per class, or 'digits:train' (recipe key: train)"
+        )
+    train = open_dataset(spec, limit=recipe.train_limit, seed=recipe.seed, **_image_options(spec, source, recipe))
+    train = train.check_against(source.inputs, "training data").cast([s.dtype for s in source.inputs])
+    if train.labels is None:
+        raise InputError(f"training data {spec} has no labels: stages fine-tune on labelled data (npz with a 'y' "
+                         "array, image folders with class sub-folders, or 'digits:train')")
+    return train
+
+
 def _image_options(spec: str | None, source: SourceModel, recipe: Recipe) -> dict[str, Any]:
     """Image-folder options: size and colour from the model's NHWC input, the rest from the recipe."""
     if spec is None or not Path(spec).is_dir() or spec.startswith("digits"):
@@ -159,7 +195,8 @@ def _image_options(spec: str | None, source: SourceModel, recipe: Recipe) -> dic
 
 
 def _one_target(target: Target, exporter: Any, recipe: Recipe, source: SourceModel, calib: Dataset | None,
-                evald: Dataset, reference: list[np.ndarray], out: Path, say: Progress) -> Artifact:
+                evald: Dataset, reference: list[np.ndarray], out: Path, say: Progress,
+                original: list[np.ndarray] | None = None) -> Artifact:
     base = {"target": target.display, "format": target.format, "precision": target.precision, "options": target.opts}
     reason = exporter.unavailable_reason()
     if reason:
@@ -170,7 +207,7 @@ def _one_target(target: Target, exporter: Any, recipe: Recipe, source: SourceMod
     t0 = time.perf_counter()
     try:
         result = exporter.export(source, target.precision, target.opts, calib, staging)
-        os.replace(staging, final)  # atomic: a reader sees no file or the whole file
+        _files.place(staging, final)  # atomic: a reader sees no artifact or the whole one (file or folder)
     except EdgekitError as exc:
         say(f"  {target.display}: export failed: {exc}")
         return Artifact(status=ERROR, error=str(exc), seconds=round(time.perf_counter() - t0, 3), **base)
@@ -179,23 +216,28 @@ def _one_target(target: Target, exporter: Any, recipe: Recipe, source: SourceMod
         say(f"  {target.display}: export failed: {msg}")
         return Artifact(status=ERROR, error=msg, seconds=round(time.perf_counter() - t0, 3), **base)
     finally:
-        if staging.exists():
-            staging.unlink()
+        _files.remove(staging)
     seconds = round(time.perf_counter() - t0, 3)
-    data = final.read_bytes()
+    nbytes, gzip_bytes = _files.sizes(final)
     files = {
         "path": final.name,
-        "bytes": len(data),
-        "gzip_bytes": len(gzip.compress(data, 9)),
+        "bytes": nbytes,
+        "gzip_bytes": gzip_bytes,
         "sha256": sha256_file(final),
         "inputs": result.inputs,
         "outputs": result.outputs,
         "seconds": seconds,
+        "sparsity": _file_sparsity(final),
     }
     base["options"] = {**target.opts, **result.options}
-    say(f"  {target.display}: wrote {final.name} ({len(data) / 1024:.1f} KiB, {seconds:.1f}s); validating")
+    say(f"  {target.display}: wrote {final.name} ({nbytes / 1024:.1f} KiB, {seconds:.1f}s); validating")
+    cannot_run = _runtime_unavailable(target.format)
+    if cannot_run:
+        # Exported but not runnable here (CoreML off macOS, an engine not installed): say so, never "passed".
+        say(f"  {target.display}: not validated: {cannot_run}")
+        return Artifact(status=NOT_VALIDATED, error=f"not validated: {cannot_run}", **files, **base)
     try:
-        metrics = _validate(final, source, evald, reference)
+        metrics = _validate(final, source, evald, reference, original)
     except Exception as exc:  # noqa: BLE001
         msg = str(exc) if isinstance(exc, EdgekitError) else f"{type(exc).__name__}: {exc}"
         say(f"  {target.display}: could not validate: {msg}")
@@ -207,7 +249,30 @@ def _one_target(target: Target, exporter: Any, recipe: Recipe, source: SourceMod
     return Artifact(status=status, validation=metrics, error="; ".join(why) or None, **files, **base)
 
 
-def _validate(file: Path, source: SourceModel, evald: Dataset, reference: list[np.ndarray]) -> dict[str, Any]:
+def _runtime_unavailable(fmt: str) -> str | None:
+    from edgekit.runtime.backends import get_backend
+
+    try:
+        return get_backend(fmt).unavailable_reason()
+    except EdgekitError as exc:  # no backend registered for this format
+        return str(exc)
+
+
+def _file_sparsity(file: Path) -> dict[str, Any] | None:
+    from edgekit.convert.stages.sparsity import file_sparsity
+
+    return file_sparsity(file)
+
+
+def _validate(file: Path, source: SourceModel, evald: Dataset, reference: list[np.ndarray],
+              original: list[np.ndarray] | None = None) -> dict[str, Any]:
+    """Metrics of the artifact against ``reference`` (the model converted).
+
+    With ``original`` (the untouched source's outputs, when stages changed the model) the accuracy
+    numbers are against the source instead, and its fidelity numbers are kept under ``vs_source``:
+    a pruned model differs from the source by design, so error/SNR limits judge the conversion,
+    while the accuracy drop judges what the stages cost.
+    """
     from edgekit.runtime import load, run_batched
 
     session = load(file)
@@ -217,7 +282,14 @@ def _validate(file: Path, source: SourceModel, evald: Dataset, reference: list[n
     if sorted(session.output_names) == sorted(ref_names):
         order = [session.output_names.index(n) for n in ref_names]  # match outputs by name
         outs = [outs[i] for i in order]
-    return compare(reference, outs, labels=evald.labels, names=ref_names)
+    metrics = compare(reference, outs, labels=evald.labels, names=ref_names)
+    if original is not None:
+        vs = compare(original, outs, labels=evald.labels, names=ref_names)
+        metrics["staged_accuracy"] = metrics["reference_accuracy"]
+        for key in ("reference_accuracy", "accuracy_drop"):
+            metrics[key] = vs[key]
+        metrics["vs_source"] = {k: vs[k] for k in ("max_abs_err", "snr_db", "top1_agreement")}
+    return metrics
 
 
 def _summary(m: Mapping[str, Any]) -> str:
@@ -252,7 +324,8 @@ def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     v = {"edgekit": __version__, "python": sys.version.split()[0], "platform": platform.platform()}
-    for dist in ("tensorflow", "keras", "tf-keras", "ai-edge-litert", "numpy"):
+    for dist in ("tensorflow", "keras", "tf-keras", "ai-edge-litert", "numpy", "tf2onnx", "onnx", "onnxruntime",
+                 "coremltools", "tensorrt"):
         try:
             v[dist] = version(dist)
         except PackageNotFoundError:

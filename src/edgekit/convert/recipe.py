@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from edgekit.convert.stages.config import parse_stages
 from edgekit.errors import RecipeError
 
 # Default per-precision tolerances against the reference model. Chosen from what each precision
@@ -96,12 +97,12 @@ class Target:
     @property
     def display(self) -> str:
         """``format:precision`` plus any options, e.g. ``tflite:int8,io=float`` (the manifest's target)."""
-        return self.name + "".join(f",{k}={v}" for k, v in self.options)
+        return self.name + "".join(f",{k}={_show(v)}" for k, v in self.options)
 
     @property
     def label(self) -> str:
         """Name plus options, unique per artifact (file names are derived from it)."""
-        extra = "".join(f"-{k}-{v}" for k, v in self.options)
+        extra = "".join(f"-{k}-{_slug(v)}" for k, v in self.options)
         return f"{self.format}-{self.precision}{extra}"
 
     @classmethod
@@ -129,13 +130,34 @@ class Target:
             if "format" not in d:
                 raise RecipeError(f"target {value!r} needs a 'format' key, e.g. {{format: tflite, precision: int8}}")
             fmt, precision = str(d.pop("format")).lower(), str(d.pop("precision", "fp32")).lower()
-            return cls(fmt, precision, tuple(sorted(d.items())))
+            # Lists (e.g. keep_float layer names) become tuples so a Target stays hashable data.
+            items = ((k, tuple(v) if isinstance(v, list) else v) for k, v in d.items())
+            return cls(fmt, precision, tuple(sorted(items)))
         raise RecipeError(f"target {value!r} must be 'format:precision' or a mapping with format/precision")
 
     def to_value(self) -> Any:
         if not self.options:
             return self.name
-        return {"format": self.format, "precision": self.precision, **self.opts}
+        return {"format": self.format, "precision": self.precision,
+                **{k: list(v) if isinstance(v, tuple) else v for k, v in self.options}}
+
+
+def _show(value: Any) -> str:
+    """Option value for display: a list of layer names reads as a count, not a wall of text."""
+    if isinstance(value, (tuple, list)):
+        return f"[{len(value)}]"
+    return str(value)
+
+
+def _slug(value: Any) -> str:
+    """Option value safe in a file name: scalars as they are, lists as a short stable hash."""
+    if isinstance(value, (tuple, list)):
+        import hashlib
+
+        return f"{len(value)}-" + hashlib.sha256("\n".join(map(str, value)).encode()).hexdigest()[:8]
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.]+", "_", str(value))
 
 
 def _scalar(text: str) -> Any:
@@ -171,6 +193,11 @@ class Recipe:
         images: Preprocessing for image-folder data, as the model was trained:
             ``scale`` (default 1/255), ``mean``, ``std`` (numbers or per-channel lists). Size and
             colour come from the model's input shape.
+        train: Labelled training data for ``stages`` (same forms as ``calib``); zoo models default
+            to their own training split.
+        train_limit: Training samples drawn (seeded); ``None`` uses all.
+        stages: Training-time stages applied in order before export, e.g.
+            ``[{prune: {sparsity: 0.8}}, {qat: {}}]`` (see :mod:`edgekit.convert.stages.config`).
     """
 
     model: str
@@ -183,6 +210,9 @@ class Recipe:
     tolerances: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
     allow_unsafe: bool = False
     images: tuple[tuple[str, Any], ...] = ()
+    train: str | None = None
+    train_limit: int | None = None
+    stages: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.model or not isinstance(self.model, str):
@@ -202,6 +232,10 @@ class Recipe:
             raise RecipeError(f"unknown image option {bad[0]!r}; known: {', '.join(IMAGE_OPTIONS)}")
         for precision, items in self.tolerances:
             Tolerance.for_precision(precision, dict(items))  # validates names and values early
+        if self.train_limit is not None and (not isinstance(self.train_limit, int) or isinstance(self.train_limit, bool)
+                                             or self.train_limit < 1):
+            raise RecipeError(f"train_limit must be a positive integer or null (all), got {self.train_limit!r}")
+        object.__setattr__(self, "stages", parse_stages(self.stages))
 
     def tolerance(self, precision: str) -> Tolerance:
         """Effective tolerance for ``precision``: defaults < ``"*"`` overrides < per-precision overrides."""
@@ -223,6 +257,9 @@ class Recipe:
             "tolerances": {p: dict(items) for p, items in self.tolerances},
             "allow_unsafe": self.allow_unsafe,
             "images": {k: list(v) if isinstance(v, tuple) else v for k, v in self.images},
+            "train": self.train,
+            "train_limit": self.train_limit,
+            "stages": [s.to_value() for s in self.stages],
         }
 
     @classmethod
@@ -262,7 +299,8 @@ class Recipe:
         if not isinstance(images, Mapping):
             raise RecipeError(f"images must map option -> value (scale, mean, std), got {images!r}")
         kw["images"] = tuple(sorted((str(k), tuple(v) if isinstance(v, list) else v) for k, v in images.items()))
-        for key in ("calib", "eval", "model"):
+        kw["stages"] = parse_stages(kw.get("stages"))
+        for key in ("calib", "eval", "model", "train"):
             if kw.get(key) is not None and not isinstance(kw[key], str):
                 kw[key] = str(kw[key])
         return cls(**kw)
@@ -286,7 +324,7 @@ class Recipe:
         if not isinstance(data, Mapping):
             raise RecipeError(f"recipe {p} must be a mapping (model:, targets:, ...), got {type(data).__name__}")
         data = dict(data)
-        for key in ("model", "calib", "eval"):
+        for key in ("model", "calib", "eval", "train"):
             v = data.get(key)
             if isinstance(v, str) and not Path(v).is_absolute() and (p.parent / v).exists():
                 data[key] = str(p.parent / v)

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 # Lazy "module:Class" strings: importing the registry imports no converter.
 REGISTRY: dict[str, str] = {
     "tflite": "edgekit.convert.exporters.tflite:TFLiteExporter",
+    "onnx": "edgekit.convert.exporters.onnx:ONNXExporter",
+    "coreml": "edgekit.convert.exporters.coreml:CoreMLExporter",
+    "tftrt": "edgekit.convert.exporters.tftrt:TFTRTExporter",
+    "tensorrt": "edgekit.convert.exporters.tensorrt:TensorRTExporter",
 }
 
 
@@ -91,4 +95,8 @@ def check_target(fmt: str, precision: str, options: Mapping[str, Any] | None = N
         allowed = exp.options[key]
         if allowed is not None and value not in allowed:
             raise RecipeError(f"{fmt} option {key}={value!r} is not one of {', '.join(map(str, allowed))}")
+    # Exporters whose options only mean something for some precisions refuse the rest up front.
+    check_options = getattr(exp, "check_options", None)
+    if check_options is not None:
+        check_options(precision, dict(options or {}))
     return exp

@@ -33,7 +33,10 @@ class TFLiteExporter:
     format: ClassVar[str] = "tflite"
     suffix: ClassVar[str] = ".tflite"
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "dynamic", "int8", "int16x8")
-    options: ClassVar[Mapping[str, tuple[Any, ...] | None]] = {"io": ("int8", "uint8", "float")}
+    # keep_float: op output names to leave in float (accuracy-aware int8 writes it; see
+    # edgekit.convert.accuracy_aware). Such models keep float I/O.
+    options: ClassVar[Mapping[str, tuple[Any, ...] | None]] = {"io": ("int8", "uint8", "float"), "keep_float": None}
+    applies_to: ClassVar[Mapping[str, tuple[str, ...]]] = {"io": ("int8",), "keep_float": ("int8", "int16x8")}
     needs_calibration: ClassVar[tuple[str, ...]] = ("int8", "int16x8")
 
     def unavailable_reason(self) -> str | None:
@@ -54,32 +57,52 @@ class TFLiteExporter:
         if precision != "int8" and io != "float":
             raise InputError(f"tflite:{precision} keeps float inputs/outputs; io={io!r} only applies to tflite:int8")
 
+        keep_float = tuple(options.get("keep_float") or ())
+        if keep_float:
+            io = "float"  # the debugger's selective model keeps float I/O
         with captured_output() as cap:
             try:
-                conv = self._converter(t, source)
-                if precision == "fp16":
-                    conv.optimizations = [t.lite.Optimize.DEFAULT]
-                    conv.target_spec.supported_types = [t.float16]
-                elif precision == "dynamic":
-                    conv.optimizations = [t.lite.Optimize.DEFAULT]
-                elif precision in ("int8", "int16x8"):
-                    conv.optimizations = [t.lite.Optimize.DEFAULT]
-                    conv.representative_dataset = _representative(calib, source)
-                    if precision == "int8":
-                        conv.target_spec.supported_ops = [t.lite.OpsSet.TFLITE_BUILTINS_INT8]
-                        if io != "float":
-                            conv.inference_input_type = t.int8 if io == "int8" else t.uint8
-                            conv.inference_output_type = t.int8 if io == "int8" else t.uint8
-                    else:
-                        conv.target_spec.supported_ops = [
-                            t.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
-                        ]
-                data = conv.convert()
+                if keep_float:
+                    data = self._selective(t, source, precision, calib, keep_float)
+                else:
+                    data = self.converter(source, precision, io, calib).convert()
             except Exception as exc:  # noqa: BLE001 - the converter raises many types
                 raise ExportError(_explain(exc, cap.tail(3))) from None
         Path(out).write_bytes(data)
         specs = _read_specs(out)
-        return ExportResult(inputs=specs[0], outputs=specs[1], options={"io": io} if precision == "int8" else {})
+        opts: dict[str, Any] = {"io": io} if precision == "int8" else {}
+        if keep_float:
+            opts["keep_float"] = list(keep_float)
+        return ExportResult(inputs=specs[0], outputs=specs[1], options=opts)
+
+    def converter(self, source: Any, precision: str, io: str = "float", calib: Any = None) -> Any:
+        """A ``TFLiteConverter`` configured for ``precision`` (what export and the sensitivity debugger use)."""
+        t = tf()
+        conv = self._converter(t, source)
+        if precision == "fp16":
+            conv.optimizations = [t.lite.Optimize.DEFAULT]
+            conv.target_spec.supported_types = [t.float16]
+        elif precision == "dynamic":
+            conv.optimizations = [t.lite.Optimize.DEFAULT]
+        elif precision in ("int8", "int16x8"):
+            conv.optimizations = [t.lite.Optimize.DEFAULT]
+            conv.representative_dataset = _representative(calib, source)
+            if precision == "int8":
+                conv.target_spec.supported_ops = [t.lite.OpsSet.TFLITE_BUILTINS_INT8]
+                if io != "float":
+                    conv.inference_input_type = t.int8 if io == "int8" else t.uint8
+                    conv.inference_output_type = t.int8 if io == "int8" else t.uint8
+            else:
+                conv.target_spec.supported_ops = [t.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        return conv
+
+    def _selective(self, t: Any, source: Any, precision: str, calib: Any, keep_float: tuple[str, ...]) -> bytes:
+        """Quantize everything but ``keep_float`` (TensorFlow's quantization debugger denylist)."""
+        options = t.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(keep_float))
+        debugger = t.lite.experimental.QuantizationDebugger(
+            converter=self.converter(source, precision, "float", calib),
+            debug_dataset=positional_representative(self, source, calib), debug_options=options)
+        return debugger.get_nondebug_quantized_model()
 
     @staticmethod
     def _converter(t: Any, source: Any) -> Any:
@@ -95,6 +118,38 @@ def _representative(calib: Any, source: Any):
         # models safe from the converter's own (alphabetical) input order.
         for sample in calib.samples():
             yield dict(zip(names, sample))
+
+    return gen
+
+
+def positional_representative(exporter: Any, source: Any, calib: Any):
+    """Calibration samples as lists in the converted model's own input order.
+
+    The quantization debugger feeds inputs by position, and the converter orders them its own way
+    (not the Keras order, not alphabetical), so read the order from a float conversion.
+    """
+    if len(source.inputs) == 1:
+        def one():
+            for sample in calib.samples():
+                yield [sample[0]]
+
+        return one
+    import tempfile
+
+    float_bytes = exporter.converter(source, "fp32").convert()
+    with tempfile.NamedTemporaryFile(suffix=".tflite") as f:
+        f.write(float_bytes)
+        f.flush()
+        from edgekit.runtime.backends.litert import LiteRTEngine
+
+        eng = LiteRTEngine(Path(f.name), num_threads=1)
+        # Engine inputs are in signature order; map them to tensor-index order, as the debugger uses.
+        order = [name for name, _ in sorted(eng._in, key=lambda t: t[1])]
+    pos = [[s.name for s in source.inputs].index(n) for n in order]
+
+    def gen():
+        for sample in calib.samples():
+            yield [sample[i] for i in pos]
 
     return gen
 

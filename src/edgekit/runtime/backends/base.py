@@ -18,9 +18,22 @@ from edgekit.manifest import TensorSpec
 # Lazy "module:Class" strings, by artifact format.
 REGISTRY: dict[str, str] = {
     "tflite": "edgekit.runtime.backends.litert:LiteRTBackend",
+    "onnx": "edgekit.runtime.backends.onnxruntime:ONNXRuntimeBackend",
+    "coreml": "edgekit.runtime.backends.coreml:CoreMLBackend",
+    "tftrt": "edgekit.runtime.backends.tftrt:TFTRTBackend",
+    "tensorrt": "edgekit.runtime.backends.tensorrt:TensorRTBackend",
 }
-# File suffix -> format, for loading bare model files.
-SUFFIXES: dict[str, str] = {".tflite": "tflite"}
+# File (or artifact folder) suffix -> format, for loading bare models. Folders: .mlpackage (CoreML),
+# .tftrt (a TF-TRT SavedModel), .trt (ONNX + build settings + per-device TensorRT engine cache).
+SUFFIXES: dict[str, str] = {
+    ".tflite": "tflite",
+    ".onnx": "onnx",
+    ".mlpackage": "coreml",
+    ".tftrt": "tftrt",
+    ".trt": "tensorrt",
+    ".engine": "tensorrt",
+    ".plan": "tensorrt",
+}
 
 
 @runtime_checkable

@@ -1,0 +1,207 @@
+"""ONNX exporter: fp32 and fp16 graphs from tf2onnx, int8 (static QDQ) and dynamic int8 from
+onnxruntime's quantization tools.
+
+The fp32 graph comes from :func:`edgekit.convert.exporters._tf2onnx.onnx_model` (SavedModel
+signature first, direct Keras trace as the fallback); every other precision is derived from it, so
+a recipe with four ONNX targets traces the model once.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar, Iterator, Mapping
+
+from edgekit import __version__
+from edgekit._quiet import captured_output
+from edgekit.convert.exporters._tf2onnx import DEFAULT_OPSET, OPSETS, missing_converter, onnx_model
+from edgekit.convert.exporters.base import ExportResult
+from edgekit.errors import ExportError, InputError, RecipeError
+
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+# Calibration runs the fp32 model over the data; for MinMax, batches of this many keep it fast
+# without changing the result. The histogram methods (entropy, percentile) stack every batch's
+# outputs into one array, so they need equal batches: they get one sample at a time.
+CALIB_BATCH = 16
+
+
+class ONNXExporter:
+    """Writes ``.onnx`` files that onnxruntime (CPU, CUDA, TensorRT EP) and TensorRT can run.
+
+    Precisions:
+        ``fp32``: the tf2onnx graph. ``fp16``: weights and compute in float16, inputs/outputs kept
+        float32 (``io=fp16`` makes them float16 too). ``dynamic``: int8 weights, activations
+        quantized at run time (``quantize_dynamic``). ``int8``: static QDQ quantization from the
+        calibration data (``quantize_static``); ``calibration=minmax`` (default) ``| entropy |
+        percentile``, ``per_channel=true`` for per-channel weight scales.
+
+    Options:
+        ``opset`` (13-18, default 17) applies to every precision.
+
+    Example:
+        >>> ONNXExporter().precisions
+        ('fp32', 'fp16', 'dynamic', 'int8')
+        >>> ONNXExporter().check_options("fp16", {"calibration": "entropy"})
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.RecipeError: onnx option calibration=entropy does not apply to onnx:fp16; it applies to: onnx:int8
+    """
+
+    format: ClassVar[str] = "onnx"
+    suffix: ClassVar[str] = ".onnx"
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "dynamic", "int8")
+    options: ClassVar[Mapping[str, tuple[Any, ...] | None]] = {
+        "opset": OPSETS,
+        "io": ("fp32", "fp16"),
+        "calibration": CALIBRATION_METHODS,
+        "per_channel": (True, False),
+    }
+    needs_calibration: ClassVar[tuple[str, ...]] = ("int8",)
+    # Which precisions each option means something for (the rest are refused, not ignored).
+    applies_to: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "opset": ("fp32", "fp16", "dynamic", "int8"),
+        "io": ("fp16",),
+        "calibration": ("int8",),
+        "per_channel": ("dynamic", "int8"),
+    }
+
+    def unavailable_reason(self) -> str | None:
+        return missing_converter()
+
+    def check_options(self, precision: str, options: Mapping[str, Any]) -> None:
+        """Refuse an option that does nothing for ``precision`` (never silently ignore it)."""
+        for key, value in options.items():
+            users = self.applies_to.get(key, ())
+            if precision not in users:
+                raise RecipeError(f"onnx option {key}={value} does not apply to onnx:{precision}; "
+                                  f"it applies to: {', '.join('onnx:' + p for p in users)}")
+
+    def export(self, source: Any, precision: str, options: Mapping[str, Any], calib: Any, out: Path) -> ExportResult:
+        self.check_options(precision, options)
+        if precision in self.needs_calibration and (calib is None or len(calib) == 0):
+            raise InputError(
+                f"onnx:{precision} needs representative (calibration) data to fix activation ranges: "
+                "pass --calib data.npz (or an image folder, or 'digits' for the bundled set), ~100-500 samples"
+            )
+        opset = int(options.get("opset", DEFAULT_OPSET))
+        model, route = onnx_model(source, opset)
+        used: dict[str, Any] = {"opset": opset}
+        with tempfile.TemporaryDirectory(prefix="edgekit-onnx-") as tmp, captured_output() as cap:
+            try:
+                if precision == "fp16":
+                    used["io"] = options.get("io", "fp32")
+                    model = _to_fp16(model, keep_io=used["io"] == "fp32")
+                elif precision == "dynamic":
+                    used["per_channel"] = bool(options.get("per_channel", False))
+                    model = _dynamic(model, Path(tmp), used["per_channel"])
+                elif precision == "int8":
+                    used["calibration"] = options.get("calibration", "minmax")
+                    used["per_channel"] = bool(options.get("per_channel", False))
+                    model = _static(model, Path(tmp), calib, source, used["calibration"], used["per_channel"])
+            except (ExportError, InputError, RecipeError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - onnxruntime.quantization raises many types
+                msg = " ".join(str(exc).split())[:300] or type(exc).__name__
+                tail = cap.tail(2)
+                extra = f" [{tail}]" if tail and tail not in msg else ""
+                raise ExportError(f"onnx:{precision} failed: {msg}{extra}") from None
+        _stamp(model, source, precision, used)
+        _save(model, Path(out))
+        ins, outs = _read_specs(Path(out))
+        return ExportResult(inputs=ins, outputs=outs, options=used, notes=(f"tf2onnx route: {route}",))
+
+
+def _to_fp16(model: Any, keep_io: bool) -> Any:
+    # onnxruntime ships the maintained copy of onnxconverter-common's float16 pass: no extra package.
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    return convert_float_to_float16(model, keep_io_types=keep_io)
+
+
+def _dynamic(model: Any, tmp: Path, per_channel: bool) -> Any:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    dst = tmp / "dynamic.onnx"
+    quantize_dynamic(str(_preprocessed(model, tmp)), str(dst), per_channel=per_channel, weight_type=QuantType.QInt8)
+    return onnx.load(str(dst))
+
+
+def _preprocessed(model: Any, tmp: Path) -> Path:
+    """The model saved for quantization, after onnxruntime's recommended pre-processing.
+
+    Shape inference + graph fusions first give fewer, better-placed quantized ops; if the
+    pre-processing itself fails, quantize the plain graph (it is an optimisation only).
+    """
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    src, pre = tmp / "fp32.onnx", tmp / "pre.onnx"
+    onnx.save(model, str(src))
+    try:
+        quant_pre_process(str(src), str(pre))
+    except Exception:  # noqa: BLE001
+        return src
+    return pre
+
+
+def _static(model: Any, tmp: Path, calib: Any, source: Any, method: str, per_channel: bool) -> Any:
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    pre, dst = _preprocessed(model, tmp), tmp / "int8.onnx"
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
+    # QDQ with signed int8 activations and weights: what TensorRT and ARM kernels want, and
+    # onnxruntime's default. Same calibration Dataset the TFLite exporter uses.
+    batch = CALIB_BATCH if method == "minmax" else 1
+    quantize_static(str(pre), str(dst), _reader(calib, [s.name for s in source.inputs], batch),
+                    quant_format=QuantFormat.QDQ, per_channel=per_channel, activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8, calibrate_method=methods[method],
+                    calibration_providers=["CPUExecutionProvider"])
+    return onnx.load(str(dst))
+
+
+def _reader(calib: Any, names: list[str], batch: int) -> Any:
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class DatasetReader(CalibrationDataReader):
+        """Feeds an edgekit calibration Dataset to onnxruntime's calibrators, by input name."""
+
+        def __init__(self) -> None:
+            self._it: Iterator[dict[str, Any]] = iter(())
+            self.rewind()
+
+        def get_next(self) -> dict[str, Any] | None:
+            return next(self._it, None)
+
+        def rewind(self) -> None:
+            self._it = (dict(zip(names, xs)) for xs, _ in calib.batches(batch))
+
+    return DatasetReader()
+
+
+def _stamp(model: Any, source: Any, precision: str, used: Mapping[str, Any]) -> None:
+    """Record what made the file in the model's own metadata (readable by onnxruntime alone)."""
+    meta = {"edgekit.version": __version__, "edgekit.precision": precision, "edgekit.source": str(source.name),
+            **{f"edgekit.{k}": str(v) for k, v in used.items()}}
+    keep = [p for p in model.metadata_props if p.key not in meta]
+    del model.metadata_props[:]
+    for p in keep:
+        model.metadata_props.add(key=p.key, value=p.value)
+    for k, v in meta.items():
+        model.metadata_props.add(key=k, value=v)
+
+
+def _save(model: Any, out: Path) -> None:
+    import onnx
+
+    if model.ByteSize() >= 2**31 - 1:
+        raise ExportError("the ONNX model is over 2 GiB, protobuf's limit for one file; edgekit writes single-file models only")
+    onnx.save(model, str(out))
+
+
+def _read_specs(path: Path):
+    from edgekit.runtime.backends.onnxruntime import open_specs
+
+    return open_specs(path)

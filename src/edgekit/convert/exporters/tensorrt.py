@@ -1,0 +1,122 @@
+"""TensorRT exporter: the fp32 ONNX graph to a TensorRT engine, built here, shipped with its recipe.
+
+Writes a ``.trt`` folder (layout in :mod:`edgekit.runtime.backends.tensorrt`): the ONNX model, the
+build settings, the int8 calibration cache and the engine built on this machine, keyed by TensorRT
+version + GPU. Another device rebuilds from the same folder on first load, so the artifact is
+portable even though engines are not.
+
+Needs ``tensorrt`` + ``cuda-python`` and a GPU at conversion time; without them the pipeline records
+the target as ``unsupported`` with the reason, and the other targets go on.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+from edgekit._quiet import captured_output
+from edgekit.convert.exporters._tf2onnx import DEFAULT_OPSET, missing_converter, onnx_model
+from edgekit.convert.exporters.base import ExportResult
+from edgekit.errors import BackendError, ExportError, InputError, RecipeError
+from edgekit.manifest import TensorSpec
+
+DEFAULT_MAX_BATCH = 64
+
+
+class TensorRTExporter:
+    """Writes ``.trt`` folders holding a TensorRT engine for this GPU and what is needed to rebuild it.
+
+    Precisions:
+        ``fp32``; ``fp16`` (FP16 kernels where faster); ``int8`` (entropy calibration over the same
+        calibration data as every other int8 target; the cache ships with the artifact).
+
+    Options:
+        ``max_batch`` (default 64) and ``opt_batch`` (default 1): the dynamic-batch profile
+        (min 1 / opt / max). ``workspace_mb`` (default 1024): builder scratch memory.
+
+    Example:
+        >>> TensorRTExporter().precisions
+        ('fp32', 'fp16', 'int8')
+    """
+
+    format: ClassVar[str] = "tensorrt"
+    suffix: ClassVar[str] = ".trt"
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
+    options: ClassVar[Mapping[str, tuple[Any, ...] | None]] = {"max_batch": None, "opt_batch": None, "workspace_mb": None}
+    needs_calibration: ClassVar[tuple[str, ...]] = ("int8",)
+
+    def unavailable_reason(self) -> str | None:
+        from edgekit.runtime.backends.tensorrt import unavailable_reason
+
+        return missing_converter() or unavailable_reason()
+
+    def check_options(self, precision: str, options: Mapping[str, Any]) -> None:
+        """Batch profile and workspace must be positive integers, and opt <= max.
+
+        Example:
+            >>> TensorRTExporter().check_options("fp16", {"max_batch": 8, "opt_batch": 16})
+            Traceback (most recent call last):
+            ...
+            edgekit.errors.RecipeError: tensorrt option opt_batch=16 is larger than max_batch=8
+        """
+        for key in self.options:
+            v = options.get(key, 1)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise RecipeError(f"tensorrt option {key} must be a positive integer, got {v!r}")
+        mb, ob = options.get("max_batch", DEFAULT_MAX_BATCH), options.get("opt_batch", 1)
+        if ob > mb:
+            raise RecipeError(f"tensorrt option opt_batch={ob} is larger than max_batch={mb}")
+
+    def export(self, source: Any, precision: str, options: Mapping[str, Any], calib: Any, out: Path) -> ExportResult:
+        from edgekit.runtime.backends import _trt
+        from edgekit.runtime.backends.tensorrt import BUILD_FILE, CALIB_FILE, ENGINES, ONNX_FILE
+
+        self.check_options(precision, options)
+        if precision in self.needs_calibration and (calib is None or len(calib) == 0):
+            raise InputError("tensorrt:int8 needs calibration data: pass --calib data.npz (or an image folder, "
+                             "or 'digits' for the bundled set), ~100-500 samples")
+        reason = self.unavailable_reason()
+        if reason:
+            raise ExportError(reason)
+        build = {"precision": precision, "max_batch": int(options.get("max_batch", DEFAULT_MAX_BATCH)),
+                 "opt_batch": int(options.get("opt_batch", 1)),
+                 "workspace_mb": int(options.get("workspace_mb", _trt.DEFAULT_WORKSPACE_MB)), "opset": DEFAULT_OPSET}
+        proto, route = onnx_model(source, DEFAULT_OPSET)
+        onnx_bytes = proto.SerializeToString()
+        names = [s.name for s in source.inputs]
+        with captured_output() as cap:
+            try:
+                cuda = _trt.Cuda()
+                calibrator = None
+                if precision == "int8":
+                    calibrator = _trt.calibrator((dict(zip(names, s)) for s in calib.samples()), None, cuda)
+                plan = _trt.build_engine(onnx_bytes, precision, max_batch=build["max_batch"], opt_batch=build["opt_batch"],
+                                         workspace_mb=build["workspace_mb"], calib=calibrator)
+                key = _trt.cache_key(cuda)
+                gpu, cc = cuda.device()
+            except BackendError as exc:
+                raise ExportError(f"TensorRT build failed: {exc} [{cap.tail(2)}]") from None
+        folder = Path(out)
+        (folder / ENGINES).mkdir(parents=True)
+        (folder / ONNX_FILE).write_bytes(onnx_bytes)
+        (folder / ENGINES / f"{key}.engine").write_bytes(plan)
+        if calibrator is not None and calibrator.cache:
+            (folder / CALIB_FILE).write_bytes(calibrator.cache)
+        build.update({"built_for": key, "gpu": gpu, "compute_capability": cc, "tensorrt": _trt.trt().__version__})
+        (folder / BUILD_FILE).write_text(json.dumps(build, indent=2) + "\n")
+        return ExportResult(inputs=_specs(proto.graph.input), outputs=_specs(proto.graph.output),
+                            options={k: build[k] for k in ("max_batch", "opt_batch", "workspace_mb")},
+                            notes=(f"engine built for {key}; other devices rebuild from model.onnx on first load",
+                                   f"tf2onnx route: {route}"))
+
+
+def _specs(values: Any) -> tuple[TensorSpec, ...]:
+    from onnx import helper
+
+    out = []
+    for v in values:
+        tt = v.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
+        out.append(TensorSpec(v.name, dims, str(helper.tensor_dtype_to_np_dtype(tt.elem_type))))
+    return tuple(out)
