@@ -53,7 +53,9 @@ def main() -> None:
 @click.option("--calib-limit", type=int, help="Calibration samples to draw (default 200).")
 @click.option("--eval-limit", type=int, help="Validation samples to draw (default 1000).")
 @click.option("--seed", type=int, help="Seed for sampling and zoo training (default 0).")
-@click.option("--max-accuracy-drop", type=float, help="Tolerance for every precision: accuracy drop in points.")
+@click.option("--max-accuracy-drop", type=float,
+              help="Accuracy budget in points for every precision; int8 targets that miss it keep their most "
+                   "sensitive layers in float until they meet it (accuracy-aware int8).")
 @click.option("--tol", "tols", multiple=True, metavar="PREC.CHECK=V",
               help="Override one tolerance, e.g. int8.min_snr_db=10 or '*.max_accuracy_drop=1'. Repeatable.")
 @click.option("--image-scale", type=float, help="Image folders: multiply pixels (0..255) by this (default 1/255).")
@@ -160,6 +162,7 @@ def _recipe(model, recipe_path, targets, calib, eval_, calib_limit, eval_limit, 
     tolerances: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (base.get("tolerances") or {}).items()}
     if max_drop is not None:
         tolerances.setdefault("*", {})["max_accuracy_drop"] = max_drop
+        base["accuracy_aware"] = True  # a budget means: meet it, keeping sensitive layers in float
     for item in tols:
         key, eq, value = item.partition("=")
         precision, dot, check = key.partition(".")
@@ -334,9 +337,12 @@ def bench(path: str, target: str | None, warmup: int, runs: int, max_seconds: fl
             name, key = model_key_for(path)
             ResultStore().append(doc["results"], device=doc["device"], model=name, model_key=key, created=doc["created"])
         if report_path:
+            from edgekit.manifest import MANIFEST_NAME, Manifest
             from edgekit.runtime.report import write_report
 
-            write_report(doc, report_path)
+            folder = Path(path)
+            manifest = Manifest.load(folder) if folder.is_dir() or folder.name == MANIFEST_NAME else None
+            write_report(doc, report_path, manifest)
     except EdgekitError as exc:
         _fail(exc)
         return

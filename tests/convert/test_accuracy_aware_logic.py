@@ -13,7 +13,7 @@ from edgekit.convert.sensitivity import LayerError, keep_float_set, rank_rows
 
 
 def _layers(n: int, chain: bool = False) -> list[LayerError]:
-    return [LayerError(f"l{i}", "FC", float(n - i), 1.0, 1.0, i + 1, (f"l{i + 1}",) if chain and i + 1 < n else ())
+    return [LayerError(f"l{i}", "FC", float(n - i), "rmse/scale", i + 1, (f"l{i + 1}",) if chain and i + 1 < n else ())
             for i in range(n)]
 
 
@@ -37,14 +37,28 @@ def test_plain_int8_meeting_the_budget_costs_nothing():
 
 
 def test_binary_search_finds_the_smallest_prefix_with_log_conversions():
-    for n, needed_rank in ((16, 3), (16, 1), (16, 16), (7, 5)):
+    for n, needed_rank in ((16, 3), (16, 1), (16, 15), (7, 5), (7, 6)):
         calls: list = []
         layers = _layers(n)
         needed = {f"l{needed_rank - 1}"}
         r = search(layers, _evaluate_needing(needed, calls), meets, first=Candidate((), "int8", {"accuracy_drop": 20.0}))
         assert r.best.keep_float == tuple(f"l{i}" for i in range(needed_rank)), (n, needed_rank)
         assert r.conversions == len(calls) <= 1 + math.ceil(math.log2(n)), (n, needed_rank, len(calls))
-        assert r.tried[0].note == "plain int8" and r.tried[1].note.startswith(f"all {n}")
+        assert r.tried[0].note == "plain int8" and r.tried[1].note == f"top {n - 1} of {n} ranked layers in float"
+    # Needing every layer float is the float model: no int8 answer, and it is never converted.
+    calls = []
+    r = search(_layers(8), _evaluate_needing({"l7"}, calls), meets, first=Candidate((), "int8", {"accuracy_drop": 20.0}))
+    assert r.best is None and "only keeping all 8 quantized layers in float" not in r.message
+    assert "even with 7 of 8 quantized layers kept in float the budget is missed" in r.message
+
+
+def test_producers_covering_everything_skip_the_float_model():
+    # A chain where every layer is fed by the next: the float-heavy end would be the float model.
+    calls: list = []
+    layers = _layers(4, chain=True)
+    r = search(layers, _evaluate_needing({"l3"}, calls), meets, first=Candidate((), "int8", {"accuracy_drop": 20.0}))
+    assert r.best is None and "which is the float model" in r.message
+    assert all(set(c) != {"l0", "l1", "l2", "l3"} for c in calls)
 
 
 def test_producers_are_kept_float_with_their_consumer():
@@ -61,7 +75,7 @@ def test_float_heavy_end_missing_stops_with_a_message_and_tries_int16x8():
     r = search(_layers(4), _evaluate_needing({"nope"}, calls), meets, first=Candidate((), "int8", {"accuracy_drop": 20.0}),
                try_int16x8=lambda: Candidate((), "int16x8", {"accuracy_drop": 0.4}, 1300))
     assert len(calls) == 1  # only the float-heavy end: no pointless binary search
-    assert "even with all 4 quantized layers kept in float the budget is missed" in r.message
+    assert "even with 3 of 4 quantized layers kept in float the budget is missed" in r.message
     assert r.best.precision == "int16x8" and "int16x8" in r.message
     r2 = search(_layers(4), _evaluate_needing({"nope"}, []), meets, first=Candidate((), "int8", {"accuracy_drop": 20.0}))
     assert r2.best is None
@@ -81,7 +95,7 @@ def test_rank_rows_uses_rmse_over_scale_and_keeps_known_producers():
     ]
     ranked = rank_rows(rows, {"b": ("a", "input_not_quantized"), "a": ()})
     assert [(r.name, r.rank) for r in ranked] == [("b", 1), ("a", 2), ("c", 3)]
-    assert ranked[0].rmse_scale == 4.0 and ranked[0].producers == ("a",)
+    assert ranked[0].score == 4.0 and ranked[0].metric == "rmse/scale" and ranked[0].producers == ("a",)
 
 
 def test_saturation_counts_clipped_values_not_relu_zeros():

@@ -6,8 +6,9 @@ exclude) and testable without an engine.
 
 Order of work, each step only when the previous one missed the budget:
     1. plain int8 (the pipeline already has it: 0 extra conversions when it meets the budget);
-    2. the float-heavy end: every ranked layer kept in float. If even that misses, stop with a
-       message (the model's problem is elsewhere: calibration data, a layer that is not quantized);
+    2. the float-heavy end: every ranked layer but the least sensitive kept in float (all of them
+       would be the float model). If even that misses, stop with a message (the problem is
+       elsewhere: calibration data, a layer that is not quantized);
     3. binary search for the smallest top-k (k layers plus their producers) that meets the budget:
        ~log2(N) conversions, assuming more float layers never hurt (true in practice, and the
        float-heavy end checks the assumption's end point);
@@ -15,7 +16,7 @@ Order of work, each step only when the previous one missed the budget:
 
 Example:
     >>> from edgekit.convert.sensitivity import LayerError
-    >>> layers = [LayerError(n, "FC", 1.0, 1.0, 1.0, i + 1) for i, n in enumerate("abcdefgh")]
+    >>> layers = [LayerError(n, "FC", 1.0, "rmse/scale", i + 1) for i, n in enumerate("abcdefgh")]
     >>> def evaluate(keep):  # pretend the budget needs 'a' and 'b' in float
     ...     return Candidate(keep, "int8", {"accuracy_drop": 0.5 if {"a", "b"} <= set(keep) else 9.0}, 100)
     >>> r = search(layers, evaluate, lambda c: c.metrics["accuracy_drop"] <= 1.0, first=evaluate(()))
@@ -41,11 +42,14 @@ class Candidate:
     bytes: int | None = None
     note: str = ""
 
-    def to_dict(self, total_layers: int) -> dict[str, Any]:
+    def to_dict(self, total_layers: int, ranked: set[str] | None = None) -> dict[str, Any]:
+        """Plain data for the manifest; ``ranked`` (the ranked layer names) makes the int8 share
+        count layers, not the extra nodes (ONNX's Gemm before a Relu) that come along with them."""
+        floats = len([n for n in self.keep_float if ranked is None or n in ranked])
         return {
             "precision": self.precision,
             "keep_float": list(self.keep_float),
-            "layers_int8_pct": round(100.0 * (total_layers - len(self.keep_float)) / total_layers, 1) if total_layers else None,
+            "layers_int8_pct": round(100.0 * (total_layers - floats) / total_layers, 1) if total_layers else None,
             "accuracy": self.metrics.get("accuracy"),
             "accuracy_drop": self.metrics.get("accuracy_drop"),
             "snr_db": self.metrics.get("snr_db"),
@@ -84,18 +88,35 @@ def search(layers: Sequence[LayerError], evaluate: Callable[[tuple[str, ...]], C
     if n == 0:
         result.message = "no quantized layers were found to keep in float"
         return _fallback(result, try_int16x8, meets, say)
-    heavy = evaluate(keep_float_set(layers, n))
-    heavy = Candidate(heavy.keep_float, heavy.precision, heavy.metrics, heavy.bytes, f"all {n} ranked layers in float")
-    result.tried.append(heavy)
-    say(f"    float-heavy end ({len(heavy.keep_float)} layers float): {_brief(heavy)}")
-    if not meets(heavy):
-        result.message = (f"even with all {n} quantized layers kept in float the budget is missed ({_brief(heavy)}): "
-                          "check the calibration data is representative, or that the loss is not in fp32 itself")
-        return _fallback(result, try_int16x8, meets, say)
-    lo, hi, best = 0, n, heavy
+    everything = {layer.name for layer in layers}
+
+    def all_float(keep: tuple[str, ...]) -> bool:
+        # Keeping every ranked layer float is the float model, not an int8 answer (and TFLite's
+        # debugger refuses to build it); it is known to meet the budget, so it is never converted.
+        return everything <= set(keep)
+
+    # The float-heavy end: everything but the least sensitive layer float (all of them is the float model).
+    heavy_keep = keep_float_set(layers, n - 1)
+    best: Candidate | None = None
+    if n > 1 and not all_float(heavy_keep):
+        heavy = evaluate(heavy_keep)
+        heavy = Candidate(heavy.keep_float, heavy.precision, heavy.metrics, heavy.bytes,
+                          f"top {n - 1} of {n} ranked layers in float")
+        result.tried.append(heavy)
+        say(f"    float-heavy end ({len(heavy.keep_float)} layers float): {_brief(heavy)}")
+        if not meets(heavy):
+            result.message = (f"even with {n - 1} of {n} quantized layers kept in float the budget is missed ({_brief(heavy)}): "
+                              "check the calibration data is representative, or that the loss is not in fp32 itself")
+            return _fallback(result, try_int16x8, meets, say)
+        best = heavy
+    lo, hi = 0, (n - 1 if best is not None else n)
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        cand = evaluate(keep_float_set(layers, mid))
+        keep = keep_float_set(layers, mid)
+        if all_float(keep):
+            hi = mid  # the float model: meets, but is no int8 answer; look for fewer
+            continue
+        cand = evaluate(keep)
         cand = Candidate(cand.keep_float, cand.precision, cand.metrics, cand.bytes, f"top {mid} layers (+ producers) in float")
         result.tried.append(cand)
         ok = meets(cand)
@@ -104,8 +125,14 @@ def search(layers: Sequence[LayerError], evaluate: Callable[[tuple[str, ...]], C
             hi, best = mid, cand
         else:
             lo = mid
+    if best is None:
+        result.message = (f"only keeping all {n} quantized layers in float meets the budget, which is the float model: "
+                          "use an fp32/fp16 target, or int16x8")
+        return _fallback(result, try_int16x8, meets, say)
     result.best = best
-    result.message = f"kept {len(best.keep_float)} of {n} quantized layers in float to meet the budget"
+    ranked_kept = sum(1 for layer in layers if layer.name in best.keep_float)
+    result.message = (f"kept {ranked_kept} of {n} quantized layers in float ({len(best.keep_float)} nodes with their "
+                      "producers) to meet the budget")
     return result
 
 

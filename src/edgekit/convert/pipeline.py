@@ -98,10 +98,25 @@ def convert(recipe: Recipe | Mapping[str, Any], out_dir: str | os.PathLike[str],
         original, reference = reference, staged.predict(list(evald.inputs))
 
     artifacts = []
+    final_targets = []
     for i, target in enumerate(recipe.targets, 1):
         say(f"[{i}/{len(recipe.targets)}] {target.display}: converting")
-        artifacts.append(_one_target(target, exporters[target.label], recipe, staged, calib, evald, reference, out, say,
-                                     original))
+        art = _one_target(target, exporters[target.label], recipe, staged, calib, evald, reference, out, say, original)
+        if target.precision in ("int8", "int16x8"):
+            from edgekit.convert import int8_aware
+
+            def convert_one(t: Target) -> Artifact:
+                return _one_target(t, check_target(t.format, t.precision, t.opts), recipe, staged, calib, evald,
+                                   reference, out, say, original)
+
+            art, target = int8_aware.after_int8(art, target, recipe, staged, calib, out, convert_one, say)
+            art = int8_aware.checks(art, out, calib, evald, [s.name for s in source.inputs])
+            for w in art.validation.get("calibration_warnings", []):
+                say(f"  {target.display}: warning: {w}")
+        artifacts.append(art)
+        final_targets.append(target)
+    # The saved recipe reproduces these artifacts without searching again (keep_float is recorded).
+    recipe = recipe.replace(targets=tuple(final_targets))
 
     eval_info = {"source": eval_note, "samples": len(evald), "labels": evald.labels is not None, "file": None}
     if evald.name != "random":

@@ -190,6 +190,9 @@ class Recipe:
         tolerances: Per-precision overrides, e.g. ``{"int8": {"max_accuracy_drop": 1.0}}``; the key
             ``"*"`` applies to every precision.
         allow_unsafe: Allow Keras ``Lambda`` layers (arbitrary code) when loading the model.
+        accuracy_aware: When a ``tflite:int8`` / ``onnx:int8`` artifact misses its tolerance, keep
+            the most sensitive layers in float until it meets it (see
+            :mod:`edgekit.convert.accuracy_aware`); the CLI's ``--max-accuracy-drop`` turns it on.
         images: Preprocessing for image-folder data, as the model was trained:
             ``scale`` (default 1/255), ``mean``, ``std`` (numbers or per-channel lists). Size and
             colour come from the model's input shape.
@@ -209,6 +212,7 @@ class Recipe:
     seed: int = 0
     tolerances: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
     allow_unsafe: bool = False
+    accuracy_aware: bool = False
     images: tuple[tuple[str, Any], ...] = ()
     train: str | None = None
     train_limit: int | None = None
@@ -256,6 +260,7 @@ class Recipe:
             "seed": self.seed,
             "tolerances": {p: dict(items) for p, items in self.tolerances},
             "allow_unsafe": self.allow_unsafe,
+            "accuracy_aware": self.accuracy_aware,
             "images": {k: list(v) if isinstance(v, tuple) else v for k, v in self.images},
             "train": self.train,
             "train_limit": self.train_limit,

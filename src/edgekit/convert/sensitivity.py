@@ -14,7 +14,7 @@ layer float together with the layers that feed it.
 
 Example:
     >>> rows = [{"op_name": "FULLY_CONNECTED", "tensor_name": "a", "mean_squared_error": "4.0", "scale": "1.0"}]
-    >>> [(l.name, l.rmse_scale) for l in rank_rows(rows, {})]
+    >>> [(l.name, l.score) for l in rank_rows(rows, {})]
     [('a', 2.0)]
 """
 
@@ -24,6 +24,7 @@ import csv
 import io
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from edgekit._quiet import captured_output
@@ -34,26 +35,33 @@ class LayerError:
     """One quantized op's error.
 
     Attributes:
-        name: The op's output tensor name (what ``keep_float`` / ``denylisted_nodes`` take).
-        op: TFLite op type, e.g. ``CONV_2D``.
-        rmse_scale: Root-mean-square error divided by the output's quantization scale.
-        mse: Mean squared error of the op's output.
-        scale: The output's quantization scale.
+        name: What ``keep_float`` takes: the op's output tensor name (TFLite ``denylisted_nodes``)
+            or the node name (ONNX ``nodes_to_exclude``).
+        op: Op type, e.g. ``CONV_2D`` or ``Conv``.
+        score: The ranking number (higher = more sensitive), see ``metric``.
+        metric: What ``score`` is: ``"rmse/scale"`` (TFLite) or ``"snr drop dB"`` (ONNX).
         rank: 1 = most sensitive.
         producers: Names of the quantized ops that feed this one.
+        mse: Mean squared error of the op's output (TFLite), if known.
+        scale: The output's quantization scale (TFLite), if known.
+        snr_db: Signal-to-noise ratio of the op's output against the float model (ONNX), if known.
     """
 
     name: str
     op: str
-    rmse_scale: float
-    mse: float
-    scale: float
+    score: float
+    metric: str
     rank: int
     producers: tuple[str, ...] = ()
+    mse: float | None = None
+    scale: float | None = None
+    snr_db: float | None = None
+    members: tuple[str, ...] = ()  # unranked nodes that belong to this layer (ONNX: the Gemm before a Relu)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["producers"] = list(self.producers)
+        d["members"] = list(self.members)
         return d
 
 
@@ -68,8 +76,8 @@ def rank_rows(rows: Sequence[Mapping[str, str]], producers: Mapping[str, tuple[s
     out.sort(key=lambda t: -t[0])
     names = {t[1] for t in out}
     return [
-        LayerError(name=n, op=op, rmse_scale=round(ratio, 6), mse=mse, scale=scale, rank=i + 1,
-                   producers=tuple(p for p in producers.get(n, ()) if p in names))
+        LayerError(name=n, op=op, score=round(ratio, 6), metric="rmse/scale", rank=i + 1,
+                   producers=tuple(p for p in producers.get(n, ()) if p in names), mse=mse, scale=scale)
         for i, (ratio, n, op, mse, scale) in enumerate(out)
     ]
 
@@ -134,14 +142,83 @@ def keep_float_set(layers: Sequence[LayerError], k: int) -> tuple[str, ...]:
     """The top-``k`` ranked layers plus their producers, in rank order, without duplicates.
 
     Example:
-        >>> ls = [LayerError("b", "FC", 3.0, 1.0, 1.0, 1, ("a",)), LayerError("c", "FC", 0.3, 1.0, 1.0, 2, ("b",)),
-        ...       LayerError("a", "FC", 0.1, 1.0, 1.0, 3)]
+        >>> ls = [LayerError("b", "FC", 3.0, "rmse/scale", 1, ("a",)), LayerError("c", "FC", 0.3, "rmse/scale", 2, ("b",)),
+        ...       LayerError("a", "FC", 0.1, "rmse/scale", 3)]
         >>> keep_float_set(ls, 1)
         ('b', 'a')
     """
+    by_name = {layer.name: layer for layer in layers}
     out: list[str] = []
     for layer in layers[:k]:
-        for n in (layer.name, *layer.producers):
+        for n in (layer.name, *layer.members, *layer.producers):
             if n not in out:
                 out.append(n)
+        for p in layer.producers:  # a producer's own unranked nodes come with it
+            for n in by_name[p].members if p in by_name else ():
+                if n not in out:
+                    out.append(n)
     return tuple(out)
+
+
+def onnx_sensitivity(float_model: Path, qdq_model: Path, reader: Any, workdir: Path) -> list[LayerError]:
+    """Rank the float graph's nodes by how much SNR (float vs QDQ model) they lose across themselves.
+
+    Accumulated error grows towards the outputs, so ranking by it always blames the last layers.
+    The drop across a node (worst SNR of its activation inputs minus the SNR of its output) is its
+    own contribution; an op hurt by its quantized input shows as the drop right after that input.
+
+    Args:
+        float_model: The pre-processed float model the QDQ model was quantized from.
+        qdq_model: The QDQ int8 model.
+        reader: An onnxruntime ``CalibrationDataReader`` over calibration samples.
+        workdir: Folder for the augmented (all tensors as outputs) copies.
+    """
+    import onnx
+    from onnxruntime.quantization import qdq_loss_debug as dbg
+
+    aug_f, aug_q = workdir / "float_aug.onnx", workdir / "qdq_aug.onnx"
+    with captured_output():
+        dbg.modify_model_output_intermediate_tensors(str(float_model), str(aug_f))
+        dbg.modify_model_output_intermediate_tensors(str(qdq_model), str(aug_q))
+        float_acts = dbg.collect_activations(str(aug_f), reader, execution_providers=["CPUExecutionProvider"])
+        reader.rewind()
+        qdq_acts = dbg.collect_activations(str(aug_q), reader, execution_providers=["CPUExecutionProvider"])
+    match = dbg.create_activation_matching(qdq_acts, float_acts)
+    snr = {name: errs["xmodel_err"] for name, errs in dbg.compute_activation_error(match).items() if "xmodel_err" in errs}
+    graph = onnx.load(str(float_model)).graph
+    node_of = {o: n for n in graph.node for o in n.output}
+    ranked = {n.name for n in graph.node if n.name and any(o in snr for o in n.output)}
+
+    def upstream(node: Any) -> tuple[list[float], list[str], list[str]]:
+        """SNRs of the nearest measured tensors above ``node``, ranked producers, unranked nodes between."""
+        stack, seen, snrs, prods, mids = list(node.input), set(), [], [], []
+        while stack:
+            t = stack.pop()
+            if t in seen:
+                continue
+            seen.add(t)
+            p = node_of.get(t)
+            if t in snr:
+                snrs.append(snr[t])
+                if p is not None and p.name in ranked:
+                    prods.append(p.name)
+            elif p is not None:  # e.g. the Gemm feeding a Relu: only the Relu's output is quantized
+                mids.append(p.name)
+                stack.extend(p.input)
+        return snrs, prods, mids
+
+    rows = []
+    for node in graph.node:
+        if node.name not in ranked:
+            continue
+        snrs, prods, mids = upstream(node)
+        out_snr = min(snr[o] for o in node.output if o in snr)
+        # A node fed only by weights and unquantized inputs starts from a clean signal.
+        drop = (min(snrs) if snrs else 100.0) - out_snr
+        rows.append((drop, node.name, node.op_type, out_snr, tuple(dict.fromkeys(prods)), tuple(dict.fromkeys(mids))))
+    rows.sort(key=lambda t: -t[0])
+    return [
+        LayerError(name=n, op=op, score=round(float(d), 4), metric="snr drop dB", rank=i + 1, producers=prods,
+                   snr_db=round(float(out_snr), 4), members=mids)
+        for i, (d, n, op, out_snr, prods, mids) in enumerate(rows)
+    ]

@@ -111,7 +111,8 @@ def parse_json(body: bytes, what: str = "body") -> Any:
         {'inputs': [[1]]}
     """
     try:
-        return json.loads(body)
+        # Decode first: json.loads(bytes) would guess UTF-16/32 from the first bytes.
+        return json.loads(body.decode("utf-8"))
     except UnicodeDecodeError:
         raise InputError(f"{what} is not UTF-8 text: send JSON, or numpy payloads as application/x-npy / application/x-npz") from None
     except json.JSONDecodeError as exc:

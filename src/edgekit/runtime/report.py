@@ -137,8 +137,34 @@ img{{max-width:100%}}</style></head><body>
 """
 
 
-def write_report(doc: Mapping[str, Any], path: str | Path) -> Path:
-    """Render and write the report atomically."""
+def layer_sections(manifest: Any) -> list[tuple[str, str]]:
+    """Per-layer sensitivity tables for artifacts made by accuracy-aware int8 (see the manifest)."""
+    sections = []
+    for a in getattr(manifest, "artifacts", ()):
+        aware = (a.validation or {}).get("accuracy_aware")
+        if not aware or not aware.get("layers"):
+            continue
+        kept = set(a.options.get("keep_float") or ())
+        rows = "".join(
+            f"<tr><td>{layer['rank']}</td><td>{_html.escape(layer['name'])}</td><td>{_html.escape(layer['op'])}</td>"
+            f"<td>{layer['score']:.4g}</td><td>{_html.escape(layer['metric'])}</td>"
+            f"<td>{'float' if layer['name'] in kept else 'int8'}</td></tr>"
+            for layer in aware["layers"])
+        tried = "".join(
+            f"<tr><td>{_html.escape(str(t.get('note')))}</td><td>{t.get('precision')}</td><td>{len(t.get('keep_float') or [])}</td>"
+            f"<td>{t.get('layers_int8_pct')}</td><td>{t.get('accuracy')}</td><td>{t.get('accuracy_drop')}</td>"
+            f"<td>{t.get('bytes')}</td></tr>" for t in aware.get("tried", []))
+        sections.append((
+            f"Per-layer int8 sensitivity: {a.target}",
+            f"<p>{_html.escape(aware.get('message', ''))} · conversions beyond plain int8: {aware.get('conversions')}</p>"
+            "<table><tr><th>rank</th><th>layer</th><th>op</th><th>score</th><th>metric</th><th>kept as</th></tr>"
+            f"{rows}</table><h3>Candidates tried</h3><table><tr><th>candidate</th><th>precision</th><th>float layers</th>"
+            f"<th>% int8</th><th>accuracy</th><th>drop</th><th>bytes</th></tr>{tried}</table>"))
+    return sections
+
+
+def write_report(doc: Mapping[str, Any], path: str | Path, manifest: Any = None) -> Path:
+    """Render and write the report atomically (with per-layer tables when a manifest has them)."""
     from edgekit.manifest import atomic_write_bytes
 
-    return atomic_write_bytes(path, render_html(doc).encode())
+    return atomic_write_bytes(path, render_html(doc, layer_sections(manifest) if manifest is not None else None).encode())

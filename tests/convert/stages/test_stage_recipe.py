@@ -146,7 +146,8 @@ def test_stage_configs_do_not_import_tensorflow():
 
 
 @pytest.mark.parametrize("module", ["edgekit.convert.stages", "edgekit.convert.stages.config", "edgekit.convert.stages.flags",
-                                    "edgekit.convert.stages.sparsity", "edgekit.convert.stages.prune"])
+                                    "edgekit.convert.stages.sparsity", "edgekit.convert.stages.prune",
+                                    "edgekit.convert.stages.fit", "edgekit.convert.stages.keras2"])
 def test_stage_docstring_examples_run(module):
     import doctest
     import importlib

@@ -55,6 +55,8 @@ class ONNXExporter:
         "io": ("fp32", "fp16"),
         "calibration": CALIBRATION_METHODS,
         "per_channel": (True, False),
+        # Node names to leave in float (accuracy-aware int8 writes it; onnxruntime's nodes_to_exclude).
+        "keep_float": None,
     }
     needs_calibration: ClassVar[tuple[str, ...]] = ("int8",)
     # Which precisions each option means something for (the rest are refused, not ignored).
@@ -63,6 +65,7 @@ class ONNXExporter:
         "io": ("fp16",),
         "calibration": ("int8",),
         "per_channel": ("dynamic", "int8"),
+        "keep_float": ("int8",),
     }
 
     def unavailable_reason(self) -> str | None:
@@ -97,7 +100,10 @@ class ONNXExporter:
                 elif precision == "int8":
                     used["calibration"] = options.get("calibration", "minmax")
                     used["per_channel"] = bool(options.get("per_channel", False))
-                    model = _static(model, Path(tmp), calib, source, used["calibration"], used["per_channel"])
+                    keep = tuple(options.get("keep_float") or ())
+                    model = _static(model, Path(tmp), calib, source, used["calibration"], used["per_channel"], keep)
+                    if keep:
+                        used["keep_float"] = list(keep)
             except (ExportError, InputError, RecipeError):
                 raise
             except Exception as exc:  # noqa: BLE001 - onnxruntime.quantization raises many types
@@ -145,7 +151,8 @@ def _preprocessed(model: Any, tmp: Path) -> Path:
     return pre
 
 
-def _static(model: Any, tmp: Path, calib: Any, source: Any, method: str, per_channel: bool) -> Any:
+def _static(model: Any, tmp: Path, calib: Any, source: Any, method: str, per_channel: bool,
+            keep_float: tuple[str, ...] = ()) -> Any:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -158,8 +165,30 @@ def _static(model: Any, tmp: Path, calib: Any, source: Any, method: str, per_cha
     quantize_static(str(pre), str(dst), _reader(calib, [s.name for s in source.inputs], batch),
                     quant_format=QuantFormat.QDQ, per_channel=per_channel, activation_type=QuantType.QInt8,
                     weight_type=QuantType.QInt8, calibrate_method=methods[method],
-                    calibration_providers=["CPUExecutionProvider"])
+                    calibration_providers=["CPUExecutionProvider"], nodes_to_exclude=list(keep_float))
     return onnx.load(str(dst))
+
+
+def layer_sensitivity(source: Any, calib: Any, options: Mapping[str, Any], max_samples: int = 64) -> list[Any]:
+    """Rank the int8 model's nodes by their own error (see :func:`edgekit.convert.sensitivity.onnx_sensitivity`).
+
+    Uses the same pre-processing and quantization settings as :meth:`ONNXExporter.export`, so the
+    node names it returns are the ones ``keep_float`` (``nodes_to_exclude``) takes.
+    """
+    import onnx
+
+    from edgekit.convert.sensitivity import onnx_sensitivity
+
+    opset = int(options.get("opset", DEFAULT_OPSET))
+    model, _ = onnx_model(source, opset)
+    sample = calib.take(max_samples)
+    with tempfile.TemporaryDirectory(prefix="edgekit-onnx-sens-") as tmp, captured_output():
+        work = Path(tmp)
+        qdq = _static(model, work, sample, source, options.get("calibration", "minmax"), bool(options.get("per_channel", False)))
+        onnx.save(qdq, str(work / "qdq.onnx"))
+        # _static pre-processed into work/pre.onnx (or quantized work/fp32.onnx if that failed).
+        pre = work / "pre.onnx" if (work / "pre.onnx").exists() else work / "fp32.onnx"
+        return onnx_sensitivity(pre, work / "qdq.onnx", _reader(sample, [s.name for s in source.inputs], 1), work)
 
 
 def _reader(calib: Any, names: list[str], batch: int) -> Any:

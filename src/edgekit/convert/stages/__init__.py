@@ -100,7 +100,7 @@ def _train(prepared_fn: Callable[[Any], Any], model: Any, cfg: Any, source_model
         fitting.compile_model(prepared, cfg.fit, loss)
     extra = before_fit(prepared) if before_fit is not None else {}
     say(f"{cfg.kind}: fine-tuning {cfg.fit.epochs} epoch(s) on {len(train)} samples "
-        f"({loss.name}{', logits' if loss.from_logits else ''}; {type(strategy).__name__}, "
+        f"({loss.name}{', logits' if loss.from_logits else ''}; {cfg.fit.strategy} strategy, "
         f"{strategy.num_replicas_in_sync} replica(s))")
     history = fitting.fit(prepared, train, cfg.fit, seed=seed, callbacks=callbacks, progress=say, label=cfg.kind)
     rep = {
@@ -131,7 +131,7 @@ def _prune(model: Any, cfg: PruneConfig, source_model: Any, train: Any, seed: in
     if cfg.fit.strategy != "default":
         final = clone(final)  # plain variables again, detached from the training strategy
     rep.update({"pruned": chosen, "skipped": skipped, "sparsity": model_sparsity(final)})
-    say(f"prune: total sparsity {rep['sparsity']['total']['sparsity']:.1%} over the pruned layers' kernels")
+    say(f"prune: {rep['sparsity']['total']['sparsity']:.1%} of all kernel weights are zero")
     return final, rep
 
 

@@ -345,7 +345,12 @@ STAGES: dict[str, type] = {"prune": PruneConfig, "qat": QatConfig}
 
 
 def stage_from_value(value: Any) -> PruneConfig | QatConfig:
-    """One stage from ``{"prune": {...}}``, ``{"qat": null}``, ``"qat"`` or a config object."""
+    """One stage from ``{"prune": {...}}``, ``{"qat": null}``, ``"qat"`` or a config object.
+
+    Example:
+        >>> stage_from_value({"prune": {"structure": "2:4"}}).m_by_n
+        (2, 4)
+    """
     if isinstance(value, (PruneConfig, QatConfig)):
         return value
     if isinstance(value, str):
@@ -364,7 +369,14 @@ def stage_from_value(value: Any) -> PruneConfig | QatConfig:
 
 
 def check_stages(stages: Sequence[Any]) -> None:
-    """Each stage at most once, prune before QAT (tfmot cannot prune a quantized model)."""
+    """Each stage at most once, prune before QAT (tfmot cannot prune a quantized model).
+
+    Example:
+        >>> check_stages([QatConfig(), PruneConfig()])
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.RecipeError: prune after qat is not supported (tfmot cannot prune a quantized model): put prune first
+    """
     kinds = [s.kind for s in stages]
     for k in set(kinds):
         if kinds.count(k) > 1:
@@ -374,7 +386,12 @@ def check_stages(stages: Sequence[Any]) -> None:
 
 
 def parse_stages(value: Any) -> tuple[PruneConfig | QatConfig, ...]:
-    """The recipe's ``stages`` list as config objects, checked for order and duplicates."""
+    """The recipe's ``stages`` list as config objects, checked for order and duplicates.
+
+    Example:
+        >>> [s.kind for s in parse_stages([{"prune": {"sparsity": 0.8}}, {"qat": None}])]
+        ['prune', 'qat']
+    """
     if value is None:
         return ()
     if isinstance(value, (str, Mapping)) or not isinstance(value, (list, tuple)):

@@ -74,6 +74,12 @@ def tfmot() -> Any:
 
 
 def is_tf_keras(model: Any) -> bool:
+    """Whether ``model`` is a tf_keras (Keras 2) object rather than a Keras 3 one.
+
+    Example:
+        >>> is_tf_keras(object())
+        False
+    """
     return type(model).__module__.startswith("tf_keras")
 
 

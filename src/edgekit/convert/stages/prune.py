@@ -91,7 +91,12 @@ def plan(model: Any, cfg: PruneConfig) -> tuple[list[str], list[dict[str, str]]]
         ``(names to prune, [{"layer", "type", "reason"}, ...])``.
 
     Raises:
-        RecipeError: A layer name/type in the config is not in the model, or nothing is left to prune.
+        RecipeError: A layer name/type in the config is not in the model.
+        UnsupportedError: No layer is left to prune.
+
+    Example:
+        >>> plan(k2_model, PruneConfig(layer_types=("Dense",)))  # doctest: +SKIP
+        (['dense', 'logits'], [{'layer': 'conv1', 'type': 'Conv2D', 'reason': 'not selected (layers / layer_types)'}, ...])
     """
     check_selection(model, "prune", cfg.layers, cfg.layer_types, cfg.skip)
     chosen, skipped = [], []
@@ -116,7 +121,12 @@ def plan(model: Any, cfg: PruneConfig) -> tuple[list[str], list[dict[str, str]]]
 
 
 def schedule(cfg: PruneConfig) -> Any:
-    """The tfmot pruning schedule for a resolved config (``end_step`` and ``frequency`` set)."""
+    """The tfmot pruning schedule for a resolved config (``end_step`` and ``frequency`` set).
+
+    Example:
+        >>> schedule(PruneConfig(sparsity=0.8).resolved(40)).get_config()["config"]["final_sparsity"]  # doctest: +SKIP
+        0.8
+    """
     sp = tfmot().sparsity.keras
     if cfg.end_step is None or cfg.frequency is None:
         raise RecipeError("prune schedule needs a resolved config: call cfg.resolved(steps_per_epoch) first")
@@ -148,10 +158,18 @@ def prepare(model: Any, cfg: PruneConfig) -> Any:
 
 
 def callbacks() -> list[Any]:
-    """Callbacks the pruned model must train with (advances the pruning step)."""
+    """Callbacks the pruned model must train with (advances the pruning step).
+
+    Example:
+        >>> wrapped.fit(x, y, callbacks=callbacks())  # doctest: +SKIP
+    """
     return [tfmot().sparsity.keras.UpdatePruningStep()]
 
 
 def finalize(model: Any) -> Any:
-    """Strip the pruning wrappers: a plain tf_keras model with the zeros in its kernels."""
+    """Strip the pruning wrappers: a plain tf_keras model with the zeros in its kernels.
+
+    Example:
+        >>> pruned = finalize(wrapped)  # doctest: +SKIP
+    """
     return tfmot().sparsity.keras.strip_pruning(model)

@@ -36,7 +36,12 @@ CALIBRATION_BATCHES = 8
 
 
 def plan(model: Any, cfg: QatConfig) -> tuple[list[str], list[dict[str, str]]]:
-    """Layers to annotate for quantization, and those left float with the reason."""
+    """Layers to annotate for quantization, and those left float with the reason.
+
+    Example:
+        >>> plan(k2_model, QatConfig(skip=("ln",)))  # doctest: +SKIP
+        (['conv', 'flat', 'd1', 'logits'], [{'layer': 'ln', 'type': 'LayerNormalization', 'reason': ...}])
+    """
     check_selection(model, "qat", cfg.layers, cfg.layer_types, cfg.skip)
     chosen, skipped = [], []
     for layer in model.layers:
@@ -61,7 +66,12 @@ def plan(model: Any, cfg: QatConfig) -> tuple[list[str], list[dict[str, str]]]:
 
 
 def scheme(preserve_sparsity: bool) -> Any:
-    """tfmot's 8-bit scheme, prune-preserving when ``preserve_sparsity``."""
+    """tfmot's 8-bit scheme, prune-preserving when ``preserve_sparsity``.
+
+    Example:
+        >>> type(scheme(True)).__name__  # doctest: +SKIP
+        'Default8BitPrunePreserveQuantizeScheme'
+    """
     if preserve_sparsity:
         return tfmot().quantization.keras.collab_opts.Default8BitPrunePreserveQuantizeScheme()
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import default_8bit_quantize_scheme
@@ -74,6 +84,9 @@ def prepare(model: Any, cfg: QatConfig, *, preserve_sparsity: bool = False) -> A
 
     Raises:
         UnsupportedError: Layers tfmot cannot quantize, all named, with how to skip them.
+
+    Example:
+        >>> q = prepare(clone(k2_model), QatConfig(layer_types=("Dense",)))  # doctest: +SKIP
     """
     chosen, _ = plan(model, cfg)
     bad: list[tuple[str, str]] = []
@@ -117,7 +130,12 @@ def _apply(model: Any, names: list[str], preserve_sparsity: bool) -> Any:
 
 
 def finalize(model: Any) -> Any:
-    """The QAT model itself: the converter turns its fake-quant ranges into int8."""
+    """The QAT model itself: the converter turns its fake-quant ranges into int8.
+
+    Example:
+        >>> finalize(q) is q  # doctest: +SKIP
+        True
+    """
     return model
 
 
@@ -155,6 +173,10 @@ def calibrate_ranges(model: Any, train: Any, batches: int = CALIBRATION_BATCHES,
 
     Returns:
         How many batches were used.
+
+    Example:
+        >>> calibrate_ranges(q, digits("train"))  # doctest: +SKIP
+        8
     """
     xs = [x[: batches * batch_size] for x in train.inputs]
     n = len(xs[0])

@@ -30,7 +30,12 @@ def _count(arrays: list[np.ndarray]) -> tuple[int, int]:
 
 
 def summarize(counts: Mapping[str, tuple[int, int]], types: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Per-layer ``(zeros, weights)`` counts -> the report's ``{"layers": {...}, "total": {...}}``."""
+    """Per-layer ``(zeros, weights)`` counts -> the report's ``{"layers": {...}, "total": {...}}``.
+
+    Example:
+        >>> summarize({"d": (1, 4)}, {"d": "Dense"})["layers"]["d"]
+        {'type': 'Dense', 'weights': 4, 'zeros': 1, 'sparsity': 0.25}
+    """
     layers = {}
     for name, (zeros, n) in counts.items():
         entry: dict[str, Any] = {"weights": n, "zeros": zeros, "sparsity": round(zeros / n, 4) if n else 0.0}
