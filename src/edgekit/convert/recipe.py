@@ -14,12 +14,12 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from edgekit.convert.stages.config import parse_stages
+from edgekit._lazy import did_you_mean
 from edgekit.errors import RecipeError
 
 # Default per-precision tolerances against the reference model. Chosen from what each precision
@@ -275,8 +275,7 @@ class Recipe:
         unknown = [k for k in d if k not in known]
         if unknown:
             k = unknown[0]
-            hint = difflib.get_close_matches(str(k), known, n=1)
-            did = f"; did you mean {hint[0]!r}?" if hint else ""
+            did = did_you_mean(k, known, "; did you mean {!r}?")
             raise RecipeError(f"unknown recipe key {k!r}{did} (known keys: {', '.join(known)})")
         kw = dict(d)
         if not kw.get("model"):
@@ -295,8 +294,7 @@ class Recipe:
                 raise RecipeError(f"tolerances[{precision!r}] must be a mapping like {{max_accuracy_drop: 1.0}}")
             for c in checks:
                 if c not in known_checks:
-                    hint = difflib.get_close_matches(str(c), known_checks, n=1)
-                    did = f"; did you mean {hint[0]!r}?" if hint else ""
+                    did = did_you_mean(c, known_checks, "; did you mean {!r}?")
                     raise RecipeError(f"unknown tolerance {c!r}{did} (known: {', '.join(known_checks)})")
             items.append((str(precision), tuple(sorted(checks.items()))))
         kw["tolerances"] = tuple(sorted(items))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 
+from edgekit._lazy import did_you_mean
 from edgekit.errors import ModelError
 
 
@@ -63,6 +63,4 @@ def get_entry(name: str) -> ZooEntry:
     try:
         return ZOO[name]
     except KeyError:
-        hint = difflib.get_close_matches(name, ZOO, n=1)
-        did = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise ModelError(f"unknown zoo model {name!r}{did}; the zoo has {zoo_names()}") from None
+        raise ModelError(f"unknown zoo model {name!r}{did_you_mean(name, ZOO)}; the zoo has {zoo_names()}") from None

@@ -7,12 +7,11 @@ plus one registry line, never an ``if/elif`` in the pipeline.
 
 from __future__ import annotations
 
-import difflib
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Protocol, runtime_checkable
 
+from edgekit._lazy import did_you_mean, load_attr
 from edgekit.errors import RecipeError, UnsupportedError
 from edgekit.manifest import TensorSpec
 
@@ -69,11 +68,9 @@ def get_exporter(fmt: str) -> Exporter:
         '.tflite'
     """
     if fmt not in REGISTRY:
-        hint = difflib.get_close_matches(fmt, REGISTRY, n=1)
-        did = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise UnsupportedError(f"unknown format {fmt!r}{did}; supported formats: {', '.join(exporter_names())}")
-    module, cls = REGISTRY[fmt].split(":")
-    return getattr(importlib.import_module(module), cls)()
+        raise UnsupportedError(f"unknown format {fmt!r}{did_you_mean(fmt, REGISTRY)}; supported formats: "
+                               f"{', '.join(exporter_names())}")
+    return load_attr(REGISTRY[fmt])()
 
 
 def check_target(fmt: str, precision: str, options: Mapping[str, Any] | None = None) -> Exporter:

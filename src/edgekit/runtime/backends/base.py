@@ -5,13 +5,12 @@ Engines are imported lazily inside each backend, so ``import edgekit.runtime`` c
 
 from __future__ import annotations
 
-import difflib
-import importlib
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from edgekit._lazy import did_you_mean, load_attr
 from edgekit.errors import BackendError
 from edgekit.manifest import TensorSpec
 
@@ -70,11 +69,9 @@ def get_backend(fmt: str) -> Backend:
         'litert'
     """
     if fmt not in REGISTRY:
-        hint = difflib.get_close_matches(fmt, REGISTRY, n=1)
-        did = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise BackendError(f"no runtime backend for format {fmt!r}{did}; available: {', '.join(sorted(REGISTRY))}")
-    module, cls = REGISTRY[fmt].split(":")
-    return getattr(importlib.import_module(module), cls)()
+        raise BackendError(f"no runtime backend for format {fmt!r}{did_you_mean(fmt, REGISTRY)}; "
+                           f"available: {', '.join(sorted(REGISTRY))}")
+    return load_attr(REGISTRY[fmt])()
 
 
 def format_for_path(path: Path) -> str:

@@ -162,22 +162,7 @@ class LiteRTEngine:
         if not w.direct:
             return lambda arr: self.run([arr])
         set_tensor, invoke, get_tensor = w.set_tensor, w.invoke, w.get_tensor
-        if len(out_idx) == 1:
-            (out0,) = out_idx
-
-            def run1_1(arr: np.ndarray) -> list[np.ndarray]:
-                if arr.shape != self._shape0:
-                    self._resize([arr])
-                    self._shape0 = arr.shape
-                inner = it._interpreter  # fetched per call: see _FastWrapper
-                try:
-                    set_tensor(inner, idx0, arr)
-                    invoke(inner)
-                    return [get_tensor(inner, out0, 0)]
-                except errors as exc:
-                    raise BackendError(f"{engine} failed to run {name}: {' '.join(str(exc).split())[:300]}") from None
-
-            return run1_1
+        out0 = out_idx[0] if len(out_idx) == 1 else None
 
         def run1(arr: np.ndarray) -> list[np.ndarray]:
             if arr.shape != self._shape0:
@@ -187,7 +172,10 @@ class LiteRTEngine:
             try:
                 set_tensor(inner, idx0, arr)
                 invoke(inner)
-                # GetTensor copies, so results survive the next invoke.
+                # GetTensor copies, so results survive the next invoke. One output (the usual
+                # case) skips building a comprehension.
+                if out0 is not None:
+                    return [get_tensor(inner, out0, 0)]
                 return [get_tensor(inner, i, 0) for i in out_idx]
             except errors as exc:
                 raise BackendError(f"{engine} failed to run {name}: {' '.join(str(exc).split())[:300]}") from None
