@@ -90,8 +90,7 @@ def convert(model: str | None, recipe_path: str | None, targets: Sequence[str], 
       edgekit convert model.keras --calib calib.npz --eval eval.npz -t tflite:int8 -o out/
       edgekit convert --recipe recipe.yaml -o out/
       edgekit convert --list-targets
-      edgekit convert model.keras --train train.npz --eval eval.npz --calib calib.npz \
-          --prune 0.8 --prune-epochs 3 --qat --qat-epochs 2 -t tflite:int8 -o out/
+      edgekit convert model.keras --train train.npz --calib calib.npz --prune 0.8 --qat -t tflite:int8 -o out/
     """
     if list_targets:
         _print_targets(as_json)

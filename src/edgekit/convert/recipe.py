@@ -35,6 +35,7 @@ DEFAULT_TOLERANCES: dict[str, dict[str, float | None]] = {
 
 
 IMAGE_OPTIONS = ("scale", "mean", "std")
+STAGED_ACCURACY_DROP = 2.0  # points; the default budget when pruning/QAT change the model on purpose
 
 
 @dataclass(frozen=True)
@@ -242,8 +243,17 @@ class Recipe:
         object.__setattr__(self, "stages", parse_stages(self.stages))
 
     def tolerance(self, precision: str) -> Tolerance:
-        """Effective tolerance for ``precision``: defaults < ``"*"`` overrides < per-precision overrides."""
+        """Effective tolerance for ``precision``: defaults < ``"*"`` overrides < per-precision overrides.
+
+        With training-time stages the default accuracy budget is at least
+        :data:`STAGED_ACCURACY_DROP` points for every precision: pruning trades accuracy for size by
+        design, so a pruned fp32 file should not fail the 0.5-point fp32 default. Any explicit
+        override still wins.
+        """
         over: dict[str, Any] = {}
+        if self.stages:
+            base = DEFAULT_TOLERANCES.get(precision, DEFAULT_TOLERANCES["int8"])["max_accuracy_drop"] or 0.0
+            over["max_accuracy_drop"] = max(base, STAGED_ACCURACY_DROP)
         tol = dict(self.tolerances)
         over.update(dict(tol.get("*", ())))
         over.update(dict(tol.get(precision, ())))

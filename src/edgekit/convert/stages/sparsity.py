@@ -110,7 +110,7 @@ def file_sparsity(path: str | Path) -> dict[str, Any] | None:
         for t in graph.tensors:
             data = model.buffers[t.buffer].data if t.buffer < len(model.buffers) else None
             shape = [int(d) for d in (t.shape if t.shape is not None else [])]
-            if data is None or len(shape) < 2:
+            if data is None or len(data) == 0 or len(shape) < 2:  # activations have no data
                 continue
             n = int(np.prod(shape))
             dtype = _NP_TYPES.get(flatbuffer_utils.type_to_name(t.type))
