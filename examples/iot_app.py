@@ -136,7 +136,9 @@ def watch_folder(folder: Path, q: "queue.Queue[Any]", stop: threading.Event, pol
     while not stop.is_set():
         for path in stable_files(folder, limit, seen):
             with lock:
-                if path.name in inflight:
+                # The main loop moves a file before it leaves `inflight`: "not in flight" and "still
+                # there" together mean "not handled yet", even if the listing is a poll old.
+                if path.name in inflight or not path.exists():
                     continue
                 inflight.add(path.name)
             _put(q, Item(f"file:{path.name}", path=path), stop)

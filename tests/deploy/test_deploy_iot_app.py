@@ -64,7 +64,7 @@ def test_stdin_mode_publishes_each_result_and_skips_bad_lines(samples):
     assert [r["id"] for r in results] == ["a", "7", None, None]
     got = np.concatenate([np.asarray(r["outputs"]["logits"], np.float32) for r in results])
     np.testing.assert_allclose(got, logits, rtol=0, atol=1e-5)
-    assert sum((r["top1"] for r in results), []) == np.argmax(logits, axis=1).tolist() == y.tolist()
+    assert sum((r["top1"] for r in results), []) == np.argmax(logits, axis=1).tolist()
     skips = [ln for ln in proc.stderr.splitlines() if ln.startswith("WARNING skip ")]
     assert len(skips) == 2
     assert "stdin:3: line is not valid JSON" in skips[0] and "stdin:5: input 'image' got shape (1, 2)" in skips[1]
@@ -104,7 +104,7 @@ def test_folder_mode_processes_files_moves_them_and_stops_on_sigterm(tmp_path, s
     assert set(results) == {"frame-0", "frame-1", "frame-2", "named"}
     for i in range(3):
         np.testing.assert_allclose(results[f"frame-{i}"]["outputs"]["logits"], logits[i : i + 1], rtol=0, atol=1e-5)
-    assert results["named"]["top1"] == y[3:5].tolist()
+    assert results["named"]["top1"] == np.argmax(logits[3:5], axis=1).tolist()
     assert "no NPY header" in err and "got shape (1, 4)" in err
     stats = _stats(err)
     assert (stats["processed"], stats["errors"], stats["published"]) == (4, 2, 4)

@@ -293,3 +293,30 @@ def test_oversized_upload_with_expect_100_continue_is_refused_before_the_body_is
         assert doc["type"] == "PayloadTooLarge" and f"{1 << 30} bytes" in doc["error"]
     finally:
         c.close()
+
+
+def test_load_script_reports_zero_errors():
+    proc = subprocess.run([sys.executable, str(DATA.parents[2] / "benchmarks" / "serve_load.py"), "--requests", "200",
+                           "--concurrency", "4", "--threads", "1", "--max-seconds", "60", "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (r["requests"], r["concurrency"], r["errors"]) == (200, 4, 0)
+    assert 0 < r["p50_ms"] <= r["p99_ms"] and r["req_per_s"] > 0
+
+
+def test_load_script_refuses_non_loopback_urls():
+    proc = subprocess.run([sys.executable, str(DATA.parents[2] / "benchmarks" / "serve_load.py"), "--url",
+                           "http://192.0.2.1:8080", "--requests", "1"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "only targets loopback" in proc.stderr
+
+
+def test_client_hanging_up_mid_upload_leaves_the_server_healthy(served):
+    import socket
+
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", int(served.url.rsplit(":", 1)[1])), timeout=5) as s:
+            s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n[[1,")
+    time.sleep(0.2)
+    status, _, raw = request(served.url, "GET", "/healthz")
+    assert status == 200 and json.loads(raw)["server_errors"] == 0

@@ -122,10 +122,14 @@ def engines() -> dict[str, str | None]:
         if importlib.util.find_spec(mod) is None:
             found[mod] = None
             continue
-        try:
-            found[mod] = version(dist)
-        except PackageNotFoundError:
-            found[mod] = "unknown"
+        found[mod] = "unknown"
+        # onnxruntime-gpu (Jetson, CUDA desktops) installs the same module under another name.
+        for name in (dist, f"{dist}-gpu"):
+            try:
+                found[mod] = version(name)
+                break
+            except PackageNotFoundError:
+                continue
     return found
 
 

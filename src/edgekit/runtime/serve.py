@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import re
 import signal
 import socket
@@ -38,6 +39,7 @@ from edgekit.errors import InputError
 from edgekit.runtime.serve_handler import ENDPOINTS, PredictHandler
 from edgekit.runtime.session import Session
 
+log = logging.getLogger("edgekit.serve")
 DEFAULT_MAX_BODY = 16 << 20
 
 
@@ -55,7 +57,12 @@ def parse_size(text: str | int) -> int:
 
 
 def metadata(session: Session, max_body: int = DEFAULT_MAX_BODY) -> dict[str, Any]:
-    """What ``GET /metadata`` returns: specs, artifact, engine (file names only, no local paths)."""
+    """What ``GET /metadata`` returns: specs, artifact, engine (file names only, no local paths).
+
+    Example:
+        >>> metadata(load("out/"))["inputs"][0]["name"]  # doctest: +SKIP
+        'image'
+    """
     a = session.artifact
     info = session.info
     return {
@@ -177,6 +184,12 @@ class InferenceServer(ThreadingHTTPServer):
             return
         super().process_request(request, client_address)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that hang up (reset, broken pipe, idle timeout) are normal on a device: no traceback.
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, (ConnectionError, TimeoutError)):
+            log.error("error on a connection from %s", client_address[0], exc_info=True)
+
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
@@ -203,6 +216,12 @@ def run_until_stopped(server: InferenceServer, *, drain_seconds: float = 10.0, h
 
     Shutdown stops accepting, lets in-flight requests finish (up to ``drain_seconds``; new requests
     on open connections get 503), closes the socket and returns the final counters.
+
+    Example:
+        >>> server = make_server(load("out/"), port=0)  # doctest: +SKIP
+        >>> threading.Timer(5, server.stop).start()  # doctest: +SKIP
+        >>> run_until_stopped(server)["server_errors"]  # doctest: +SKIP
+        0
     """
     previous: dict[int, Any] = {}
     if handle_signals and threading.current_thread() is threading.main_thread():

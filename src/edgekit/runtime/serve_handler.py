@@ -42,7 +42,6 @@ class _HttpError(Exception):
         self.status, self.message, self.headers = status, message, headers
 
 
-
 class PredictHandler(BaseHTTPRequestHandler):
     """One connection: routes requests, enforces body limits, answers JSON (see :mod:`edgekit.runtime.serve`)."""
 
@@ -67,6 +66,8 @@ class PredictHandler(BaseHTTPRequestHandler):
             self._route()
         except _HttpError as exc:
             self._error(exc.status, exc.message, headers=exc.headers)
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True  # the client went away or stalled mid-request: nobody to answer
         except Exception as exc:  # noqa: BLE001 - a bug answers 500 and is logged; the server lives on
             log.exception("unexpected error on %s %s", self.command, self.path)
             self._error(500, f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}")

@@ -77,9 +77,7 @@ class Session:
         self._one_in = len(self.inputs) == 1
         self._name0 = self.inputs[0].name if self.inputs else None
         self._fast: dict[tuple[Any, ...], Any] = {}
-        self._last_dtype: Any = None
-        self._last_shape: Any = None
-        self._last_conv: Any = _MISSING
+        self._last: tuple[Any, Any, Any] = (None, None, _MISSING)
         self._plain_out = not (quantize_io and any(s.quantized for s in self.outputs))
         self._out_names = tuple(s.name for s in self.outputs)
         # Engines may offer a one-input fast call (LiteRT does); otherwise wrap the generic run.
@@ -119,13 +117,14 @@ class Session:
                 arr = feeds.get(self._name0)
         if arr is not None:
             # Most callers repeat one kind of array: compare with the last one before hashing a key.
-            if arr.dtype is self._last_dtype and arr.shape == self._last_shape:
-                conv = self._last_conv
-            else:
+            # (dtype, shape, conv) is one tuple, read and replaced whole, so threads never see a
+            # dtype paired with another call's converter.
+            last_dtype, last_shape, conv = self._last
+            if arr.dtype is not last_dtype or arr.shape != last_shape:
                 key = (arr.dtype, arr.shape)
                 conv = self._fast.get(key, _MISSING)
                 if conv is not _MISSING:
-                    self._last_dtype, self._last_shape, self._last_conv = arr.dtype, arr.shape, conv
+                    self._last = (arr.dtype, arr.shape, conv)
             if conv is _MISSING:
                 arrays = self.prepare([arr])
                 conv = self._converter(arr, arrays[0])
