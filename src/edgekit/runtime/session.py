@@ -80,6 +80,8 @@ class Session:
         self._last: tuple[Any, Any, Any] = (None, None, _MISSING)
         self._plain_out = not (quantize_io and any(s.quantized for s in self.outputs))
         self._out_names = tuple(s.name for s in self.outputs)
+        self._out0 = self._out_names[0] if self._out_names else None
+        self._one_plain_out = self._plain_out and len(self._out_names) == 1
         # Engines may offer a one-input fast call (LiteRT does); otherwise wrap the generic run.
         self._run1 = getattr(engine, "run1", None) or (lambda a: engine.run([a]))
 
@@ -109,40 +111,48 @@ class Session:
         Raises:
             InputError: unknown/missing names, wrong rank, shape or dtype (message names the expected spec).
         """
+        # Fast path: one array for a one-input model, of the same kind as the last call. Everything
+        # here was checked when that kind was first seen; only the lock and the engine call remain.
+        if self._one_in and type(feeds) is np.ndarray:
+            last_dtype, last_shape, conv = self._last  # one tuple, read whole (thread-safe)
+            if feeds.dtype is last_dtype and feeds.shape == last_shape:
+                with self._lock:
+                    outs = self._run1(feeds if conv is None else conv(feeds))
+                if self._one_plain_out:
+                    return {self._out0: outs[0]}
+                return self._outputs(outs)
+        return self._run_checked(feeds)
+
+    def _run_checked(self, feeds: Any) -> dict[str, np.ndarray]:
+        """``run`` for anything but the repeated fast-path call: full checks, converter cached."""
         arr = None
         if self._one_in:
             if type(feeds) is np.ndarray:
                 arr = feeds
             elif type(feeds) is dict and len(feeds) == 1:
                 arr = feeds.get(self._name0)
-        if arr is not None:
-            # Most callers repeat one kind of array: compare with the last one before hashing a key.
-            # (dtype, shape, conv) is one tuple, read and replaced whole, so threads never see a
-            # dtype paired with another call's converter.
-            last_dtype, last_shape, conv = self._last
-            if arr.dtype is not last_dtype or arr.shape != last_shape:
-                key = (arr.dtype, arr.shape)
-                conv = self._fast.get(key, _MISSING)
-                if conv is not _MISSING:
-                    self._last = (arr.dtype, arr.shape, conv)
-            if conv is _MISSING:
-                arrays = self.prepare([arr])
-                conv = self._converter(arr, arrays[0])
-                if len(self._fast) > 64:  # bounded: batch sizes can vary without limit
-                    self._fast.clear()
-                self._fast[key] = conv
-                with self._lock:
-                    outs = self._engine.run(arrays)
-            else:
-                with self._lock:
-                    outs = self._run1(arr if conv is None else conv(arr))
-        else:
+        if arr is None:
             arrays = self.prepare(feeds)
             with self._lock:
+                return self._outputs(self._engine.run(arrays))
+        key = (arr.dtype, arr.shape)
+        conv = self._fast.get(key, _MISSING)
+        if conv is _MISSING:
+            arrays = self.prepare([arr])
+            conv = self._converter(arr, arrays[0])
+            if len(self._fast) > 64:  # bounded: batch sizes can vary without limit
+                self._fast.clear()
+            self._fast[key] = conv
+            with self._lock:
                 outs = self._engine.run(arrays)
+        else:
+            with self._lock:
+                outs = self._run1(arr if conv is None else conv(arr))
+        self._last = (arr.dtype, arr.shape, conv)
+        return self._outputs(outs)
+
+    def _outputs(self, outs: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         if self._plain_out:
-            if len(outs) == 1:
-                return {self._out_names[0]: outs[0]}
             return dict(zip(self._out_names, outs))
         return {spec.name: self._finish(spec, o) for spec, o in zip(self.outputs, outs)}
 
