@@ -1,4 +1,4 @@
-"""Fuzz model loading at scale: >= 1,000 mutated copies of each digits artifact, each loaded and run in
+"""Fuzz model loading at scale: >= 1,000 mutated copies of each digits artifact (.tflite and .onnx), each loaded and run in
 its own subprocess with a timeout. Prints outcome counts per mutation; exits 1 on any crash, hang or
 uncaught exception.
 
@@ -28,11 +28,18 @@ def main() -> int:
         from edgekit.convert.pipeline import convert
 
         out = Path(tempfile.mkdtemp(prefix="edgekit-fuzz-"))
-        convert({"model": "digits-cnn", "targets": ["tflite:fp32", "tflite:int8"]}, out)
+        targets = ["tflite:fp32", "tflite:int8"]
+        try:
+            import onnxruntime  # noqa: F401
+
+            targets += ["onnx:fp32", "onnx:int8"]
+        except ImportError:
+            pass
+        convert({"model": "digits-cnn", "targets": targets}, out)
     bad = 0
     for a in Manifest.load(out).artifacts:
-        if not a.path or not a.path.endswith(".tflite"):
-            continue
+        if not a.path or not a.path.endswith((".tflite", ".onnx")):
+            continue  # single-file formats; folder artifacts (CoreML, TensorRT) are not mutated here
         r = fuzz(out / a.path, n=args.n, seed=args.seed, workers=args.workers)
         bad += r.bad
         print(f"{a.target}: {r.total} files in {r.seconds:.1f}s: " + ", ".join(f"{k} {v}" for k, v in sorted(r.counts.items())))

@@ -34,3 +34,14 @@ def test_fuzzed_models_give_clean_errors_never_crash_or_hang(digits_out, target)
     assert report.by_mutation["truncate"]["error"] == 15
     assert report.by_mutation["bad_identifier"]["error"] == 15
     assert report.counts["error"] > 0 and report.counts["ran"] > 0
+
+
+@pytest.mark.slow
+def test_fuzzed_onnx_models_never_crash_or_hang(tmp_path, digits_model):
+    pytest.importorskip("onnxruntime")
+    from edgekit.convert.pipeline import convert
+
+    m = convert({"model": "digits-cnn", "targets": ["onnx:int8"]}, tmp_path / "o")
+    report = fuzz(tmp_path / "o" / m.artifacts[0].path, n=100, seed=3, timeout=60)
+    assert report.total == 100 and report.bad == 0, report.failures
+    assert report.by_mutation["truncate"]["error"] == 10
