@@ -131,8 +131,8 @@ def search(layers: Sequence[LayerError], evaluate: Callable[[tuple[str, ...]], C
         return _fallback(result, try_int16x8, meets, say)
     result.best = best
     ranked_kept = sum(1 for layer in layers if layer.name in best.keep_float)
-    result.message = (f"kept {ranked_kept} of {n} quantized layers in float ({len(best.keep_float)} nodes with their "
-                      "producers) to meet the budget")
+    nodes = f" ({len(best.keep_float)} graph nodes)" if len(best.keep_float) != ranked_kept else ""
+    result.message = f"kept {ranked_kept} of {n} quantized layers in float{nodes} to meet the budget"
     return result
 
 
