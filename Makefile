@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 OUT    ?= demo-out
 TARGETS := -t tflite:fp32 -t tflite:dynamic -t tflite:int8 -t tflite:fp16
 
-.PHONY: demo test test-fast bench venv clean
+.PHONY: demo test test-fast bench coverage venv clean
 
 venv: $(VENV)/.installed
 
@@ -30,6 +30,11 @@ test-fast: venv
 
 bench: venv
 	$(BIN)/python benchmarks/tflite_precisions.py
+
+# Every zoo model x every registered target, converted and validated -> docs/coverage.md (commit it).
+# Trained zoo models are cached (~/.cache/edgekit or $$EDGEKIT_CACHE): a re-run only converts.
+coverage: venv
+	$(BIN)/python benchmarks/coverage.py -o docs/coverage.md
 
 clean:
 	rm -rf $(VENV) $(OUT) build dist src/*.egg-info .pytest_cache

@@ -509,5 +509,11 @@ def serve(path: str, host: str, port: int, target: str | None, threads: int | No
         _fail(exc)
 
 
+# ---------------------------------------------------------------- zoo (list / train / export)
+from edgekit.models.zoo_cli import zoo as _zoo  # noqa: E402 - click only; TensorFlow loads inside the commands
+
+main.add_command(_zoo)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

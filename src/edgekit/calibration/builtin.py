@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from edgekit.calibration import digit_forms as forms
 from edgekit.calibration._util import parse_dtype, positive_int, seed_int
 from edgekit.calibration.dataset import Dataset
 from edgekit.errors import DataError, MissingDependencyError
@@ -52,7 +53,8 @@ def _split_indices(n: int, split: str, seed: int) -> np.ndarray:
     return perm[start:stop]
 
 
-def digits(split: str = "eval", flat: bool = False, seed: int = 0) -> Dataset:
+def digits(split: str = "eval", flat: bool = False, seed: int = 0, *, size: tuple[int, int] | None = None,
+           rgb: bool = False, tokens: bool = False, meta: bool = False) -> Dataset:
     """The real 8x8 handwritten digits bundled with scikit-learn (1797 images, 10 classes).
 
     The samples are shuffled with ``np.random.default_rng(seed)`` and cut into disjoint splits:
@@ -61,29 +63,44 @@ def digits(split: str = "eval", flat: bool = False, seed: int = 0) -> Dataset:
 
     Args:
         split: One of ``"train"``, ``"calib"``, ``"eval"``, ``"all"``.
-        flat: ``(N, 64)`` instead of ``(N, 8, 8, 1)``.
+        flat: ``(N, 64)`` instead of ``(N, 8, 8, 1)`` (``(N, H*W*C)`` with the options below).
         seed: Shuffle seed; keep the default so splits match across runs and tools.
+        size: ``(H, W)`` to resize to (bilinear), e.g. ``(28, 28)`` for MNIST-shaped models.
+        rgb: Three identical channels, e.g. for CIFAR-10-shaped models (CIFAR-10 is not bundled).
+        tokens: The 64 pixel values 0..16 as an ``(N, 64)`` int32 sequence (text models).
+        meta: Two inputs: the image and ``(N, 6)`` float32 metadata (see
+            :func:`edgekit.calibration.digit_forms.metadata`).
 
     Returns:
-        float32 images in [0, 1] and int64 labels 0..9; ``classes`` is ``("0", ..., "9")``.
+        float32 images in [0, 1] and int64 labels 0..9; ``classes`` is ``("0", ..., "9")``; the
+        name is the spec that reopens it, e.g. ``"digits:train:28x28:flat"``.
 
     Raises:
         MissingDependencyError: scikit-learn is not installed.
-        DataError: Unknown split.
+        DataError: Unknown split, or options that do not combine (tokens with image options).
 
     Example:
         >>> ds = digits("eval", flat=True)
         >>> ds.inputs[0].shape, ds.labels.dtype, ds.name
         ((359, 64), dtype('int64'), 'digits:eval:flat')
+        >>> [x.shape for x in digits("calib", size=(32, 32), rgb=True, meta=True).inputs]
+        [(180, 32, 32, 3), (180, 6)]
     """
     if split not in SPLITS:
         raise DataError(f"unknown digits split {split!r}: use one of {list(SPLITS)}, e.g. 'digits:eval'")
+    size = None if size is None else (int(size[0]), int(size[1]))
+    forms.check_forms(size, rgb, flat, tokens, meta, f"digits:{split}{forms.suffix(size, rgb, flat, tokens, meta)}")
     images, labels = _load_digits()
     idx = _split_indices(len(images), split, seed_int(seed))
     x = images[idx]
-    x = x.reshape(len(idx), 64) if flat else x[..., None]
-    name = f"digits:{split}" + (":flat" if flat else "")
-    return Dataset((x,), labels[idx], name, tuple(str(d) for d in range(10)))
+    if tokens:
+        inputs: tuple[np.ndarray, ...] = (forms.tokens(x),)
+    else:
+        inputs = (forms.shape_images(x, size, rgb, flat),)
+        if meta:
+            inputs += (forms.metadata(x),)
+    name = f"digits:{split}" + forms.suffix(size, rgb, flat, tokens, meta)
+    return Dataset(inputs, labels[idx], name, tuple(str(d) for d in range(10)))
 
 
 def _random_array(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:

@@ -9,19 +9,18 @@ Example:
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 from edgekit.calibration.arrays import from_npy, from_npz
 from edgekit.calibration.builtin import digits
+from edgekit.calibration.digit_forms import parse_spec as parse_digits
 from edgekit.calibration.dataset import Dataset
 from edgekit.calibration.images import from_image_folder
 from edgekit.errors import DataError
 
 DEFAULT_LIMIT = 200  # enough for int8 calibration; bigger sets mostly cost time
 
-_DIGITS = re.compile(r"^digits(?::(?P<split>[^:]*))?(?P<flat>:flat)?$")
 _EXPECTED = "expected a .npz/.npy file, an image folder, or 'digits[:split]'"
 # Options each kind of source accepts (everything else is a typo we should report).
 _OPTIONS = {
@@ -42,13 +41,10 @@ def _check_options(kind: str, spec: str, options: dict[str, Any]) -> None:
 
 
 def _open(spec: str, options: dict[str, Any]) -> Dataset:
-    match = _DIGITS.match(spec)
-    if match:  # the built-in name wins over a local file or folder called "digits"
+    form = parse_digits(spec)
+    if form is not None:  # the built-in name wins over a local file or folder called "digits"
         _check_options("digits", spec, options)
-        split = match.group("split")
-        if split == "flat" and not match.group("flat"):  # "digits:flat" = the default split, flat
-            return digits("eval", flat=True)
-        return digits("eval" if split is None else split, flat=bool(match.group("flat")))
+        return digits(**form)
     path = Path(spec)
     suffix = path.suffix.lower()
     if path.is_dir():
@@ -75,8 +71,10 @@ def open_dataset(
 
     Args:
         spec: ``None`` (no data -> ``None``); a :class:`Dataset`; ``"digits"`` /
-            ``"digits:<split>"`` / ``"digits:<split>:flat"`` (split defaults to ``eval``); a path
-            ending in ``.npz`` or ``.npy``; or a folder of images.
+            ``"digits:<split>"`` / ``"digits:<split>:flat"`` (split defaults to ``eval``), with the
+            zoo's forms ``:HxW``, ``:rgb``, ``:tokens``, ``:meta`` (see
+            :mod:`edgekit.calibration.digit_forms`); a path ending in ``.npz`` or ``.npy``; or a
+            folder of images.
         limit: Keep a seeded random subset of at most this many samples; ``None`` keeps all.
         seed: Seed for that subset (the digits splits themselves are fixed).
         **options: Passed to the source: ``x_key``/``y_key`` (npz), ``labels_path`` (npy),
@@ -90,6 +88,8 @@ def open_dataset(
         True
         >>> len(open_dataset("digits:eval:flat", limit=None))
         359
+        >>> [x.shape for x in open_dataset("digits:calib:32x32:rgb:meta", limit=4).inputs]
+        [(4, 32, 32, 3), (4, 6)]
     """
     if spec is None:
         return None

@@ -191,6 +191,16 @@ def from_keras(model: Any, name: str | None = None, *, sha256: str | None = None
         >>> src = from_keras(my_model)  # doctest: +SKIP
     """
     kind = TF_KERAS if type(model).__module__.startswith("tf_keras") else KERAS3
+    if not getattr(model, "inputs", None) and hasattr(model, "call"):
+        # A subclassed model: wrap it in a functional one (zoo input spec, else the built shape).
+        from edgekit.convert.subclassed import as_functional
+
+        specs = None
+        if zoo:
+            from edgekit.models import get_entry
+
+            specs = get_entry(zoo).inputs
+        model = as_functional(model, specs, tf_keras=kind == TF_KERAS)
     ins, outs = keras_specs(model)
     return SourceModel(name or model.name, kind, model, ins, outs, sha256=sha256, zoo=zoo)
 
@@ -296,7 +306,9 @@ def _load_keras_file(path: Path, allow_unsafe: bool) -> Any:
 
 def _load_keras3(path: Path, allow_unsafe: bool) -> Any:
     from edgekit._quiet import captured_output
+    from edgekit.models.training import register_custom_objects
 
+    register_custom_objects()  # files exported from the zoo name edgekit's custom layers
     with captured_output():
         return keras().saving.load_model(path, compile=False, safe_mode=not allow_unsafe)
 

@@ -1,4 +1,6 @@
-"""The model zoo: small, seeded architectures that edgekit can build, train and convert by name.
+"""The model zoo: the tutorials' architectures, small and seeded, that edgekit builds, trains and converts by name.
+
+``edgekit zoo list`` shows them; ``docs/coverage.md`` (``make coverage``) shows what each converts to.
 
 The registry holds lazy ``"module:function"`` strings so ``import edgekit.models`` stays free of
 TensorFlow until a model is actually built.
@@ -12,11 +14,16 @@ from __future__ import annotations
 
 from edgekit.models.registry import ZOO, ZooEntry, get_entry, zoo_names
 
-__all__ = ["ZOO", "ZooEntry", "get_entry", "zoo_names", "build", "train"]
+__all__ = ["ZOO", "ZooEntry", "get_entry", "zoo_names", "build", "train", "evaluate"]
 
 
-def build(name: str, **kwargs):
+def build(name: str, *, seed: int | None = None, **kwargs):
     """Build the untrained Keras model for a zoo name (imports TensorFlow).
+
+    Args:
+        name: Zoo name.
+        seed: Fixes the initial weights (``keras.utils.set_random_seed``); ``None`` leaves them random.
+        **kwargs: Builder options, e.g. ``input_shape=(32, 32, 3)``, ``classes=5``, ``unroll=False``.
 
     Example:
         >>> build("digits-cnn").count_params() > 10_000  # doctest: +SKIP
@@ -24,7 +31,7 @@ def build(name: str, **kwargs):
     """
     from edgekit.models.training import build_model
 
-    return build_model(name, **kwargs)
+    return build_model(name, seed=seed, **kwargs)
 
 
 def train(name: str, *, seed: int = 0, epochs: int | None = None, cache: bool = True, progress=None):
@@ -36,3 +43,15 @@ def train(name: str, *, seed: int = 0, epochs: int | None = None, cache: bool = 
     from edgekit.models.training import train_model
 
     return train_model(name, seed=seed, epochs=epochs, cache=cache, progress=progress)
+
+
+def evaluate(name: str, model) -> dict:
+    """Accuracy (%) of a trained zoo model on its eval split (plus ``ink_mae`` for models with an ink head).
+
+    Example:
+        >>> evaluate("digits-cnn", train("digits-cnn"))["accuracy"] >= 90  # doctest: +SKIP
+        True
+    """
+    from edgekit.models.training import evaluate as _evaluate
+
+    return _evaluate(name, model)

@@ -6,6 +6,7 @@ The model reaches the converter as a SavedModel with one named signature (see
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
@@ -35,8 +36,12 @@ class TFLiteExporter:
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "dynamic", "int8", "int16x8")
     # keep_float: op output names to leave in float (accuracy-aware int8 writes it; see
     # edgekit.convert.accuracy_aware). Such models keep float I/O.
-    options: ClassVar[Mapping[str, tuple[Any, ...] | None]] = {"io": ("int8", "uint8", "float"), "keep_float": None}
-    applies_to: ClassVar[Mapping[str, tuple[str, ...]]] = {"io": ("int8",), "keep_float": ("int8", "int16x8")}
+    # select_tf_ops: let ops without a TFLite builtin run as TensorFlow kernels ("Flex"); an explicit,
+    # recorded opt-in because the runtime then needs the Flex delegate (plain LiteRT has none).
+    options: ClassVar[Mapping[str, tuple[Any, ...] | None]] = {"io": ("int8", "uint8", "float"), "keep_float": None,
+                                                               "select_tf_ops": (True, False)}
+    applies_to: ClassVar[Mapping[str, tuple[str, ...]]] = {"io": ("int8",), "keep_float": ("int8", "int16x8"),
+                                                           "select_tf_ops": precisions}
     needs_calibration: ClassVar[tuple[str, ...]] = ("int8", "int16x8")
 
     def unavailable_reason(self) -> str | None:
@@ -58,6 +63,7 @@ class TFLiteExporter:
             raise InputError(f"tflite:{precision} keeps float inputs/outputs; io={io!r} only applies to tflite:int8")
 
         keep_float = tuple(options.get("keep_float") or ())
+        select = bool(options.get("select_tf_ops", False))
         if keep_float:
             io = "float"  # the debugger's selective model keeps float I/O
         with captured_output() as cap:
@@ -65,17 +71,23 @@ class TFLiteExporter:
                 if keep_float:
                     data = self._selective(t, source, precision, calib, keep_float)
                 else:
-                    data = self.converter(source, precision, io, calib).convert()
+                    data = self.converter(source, precision, io, calib, select_tf_ops=select).convert()
             except Exception as exc:  # noqa: BLE001 - the converter raises many types
                 raise ExportError(_explain(exc, cap.tail(3))) from None
         Path(out).write_bytes(data)
-        specs = _read_specs(out)
+        specs = _read_specs(out, source if select else None)
         opts: dict[str, Any] = {"io": io} if precision == "int8" else {}
         if keep_float:
             opts["keep_float"] = list(keep_float)
-        return ExportResult(inputs=specs[0], outputs=specs[1], options=opts)
+        notes: tuple[str, ...] = ()
+        if select:
+            opts["select_tf_ops"] = True
+            notes = ("uses Select TF ops: it runs only where the Flex delegate is linked in (e.g. Android's "
+                     "tensorflow-lite-select-tf-ops); the ai-edge-litert and tensorflow pip wheels cannot run it",)
+        return ExportResult(inputs=specs[0], outputs=specs[1], options=opts, notes=notes)
 
-    def converter(self, source: Any, precision: str, io: str = "float", calib: Any = None) -> Any:
+    def converter(self, source: Any, precision: str, io: str = "float", calib: Any = None, *,
+                  select_tf_ops: bool = False) -> Any:
         """A ``TFLiteConverter`` configured for ``precision`` (what export and the sensitivity debugger use)."""
         t = tf()
         conv = self._converter(t, source)
@@ -94,6 +106,11 @@ class TFLiteExporter:
                     conv.inference_output_type = t.int8 if io == "int8" else t.uint8
             else:
                 conv.target_spec.supported_ops = [t.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        if select_tf_ops:
+            builtins = list(conv.target_spec.supported_ops or [t.lite.OpsSet.TFLITE_BUILTINS])
+            conv.target_spec.supported_ops = builtins + [t.lite.OpsSet.SELECT_TF_OPS]
+            # Keep TensorList ops (an RNN's while loop) as TF ops: lowering them needs static shapes.
+            conv._experimental_lower_tensor_list_ops = False
         return conv
 
     def _selective(self, t: Any, source: Any, precision: str, calib: Any, keep_float: tuple[str, ...]) -> bytes:
@@ -154,16 +171,40 @@ def positional_representative(exporter: Any, source: Any, calib: Any):
     return gen
 
 
-def _read_specs(path: Path):
+def _read_specs(path: Path, flex_source: Any = None):
+    from edgekit.errors import BackendError
     from edgekit.runtime.backends.litert import open_interpreter_specs
 
-    return open_interpreter_specs(path)
+    try:
+        return open_interpreter_specs(path)
+    except BackendError:
+        if flex_source is None:
+            raise
+        # LiteRT cannot open a model with Flex ops; its signature keeps the source's names and dtypes.
+        return tuple(flex_source.inputs), tuple(flex_source.outputs)
 
 
 def _explain(exc: Exception, engine_tail: str) -> str:
     msg = " ".join(str(exc).split())
+    located = re.search(r"\): ('tf\.\w+' op .*)", msg)
+    if located and "error: loc(" in msg:
+        # Drop MLIR's call-site location chains (before the op and in the trailing notes): the op
+        # and the reason are what help.
+        msg = located.group(1).split(" <unknown>:0: note:")[0].strip()
     hint = ""
-    if "Select TF" in msg or "FlexOps" in msg or "not supported by" in msg and "TFLite" in msg:
-        hint = " (an op has no TFLite builtin; Select TF ops are not enabled by edgekit yet)"
+    if "Flex delegate" in msg:
+        hint = (" (int8/int16x8 calibration runs the model in the converter's own interpreter, which has no Flex "
+                "delegate: Select TF ops work for fp32/fp16/dynamic only; for int8 avoid the TF ops, e.g. build "
+                "LSTM/GRU layers with unroll=True)")
+    elif "TensorListReserve" in msg and "element_shape to be static" in msg:
+        hint = (" (a recurrent layer's loop (LSTM/GRU/RNN) has a dynamic batch size, which TFLite builtins cannot "
+                "hold: build the layer with unroll=True for short sequences, or add the target option "
+                "select_tf_ops=true, whose model needs the Flex delegate to run)")
+    elif "Max and min for dynamic tensors should be recorded" in msg:
+        hint = (" (the converter's 16x8 quantizer cannot take integer model inputs such as token ids; "
+                "use tflite:int8 or tflite:dynamic for this model)")
+    elif "Select TF" in msg or "FlexOps" in msg or "not supported by" in msg and "TFLite" in msg:
+        hint = (" (an op has no TFLite builtin: replace it, or add the target option select_tf_ops=true, e.g. "
+                "tflite:fp32,select_tf_ops=true, whose model needs the Flex delegate to run)")
     tail = f" [converter: {engine_tail}]" if engine_tail and engine_tail not in msg else ""
     return f"TFLite conversion failed: {msg[:400]}{hint}{tail}"

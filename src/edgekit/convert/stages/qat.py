@@ -98,9 +98,15 @@ def prepare(model: Any, cfg: QatConfig, *, preserve_sparsity: bool = False) -> A
             break
         try:
             quantized = _apply(model, names, preserve_sparsity)
-        except (RuntimeError, ValueError) as exc:
+        except (RuntimeError, ValueError, TypeError) as exc:  # TypeError: fake-quant fed integers
             msg = " ".join(str(exc).split())
             m = _UNSUPPORTED.search(msg)
+            integer = re.search(r"Input 'inputs' of 'FakeQuant\w*' Op has type (u?int\d+)", msg)
+            if integer:  # tfmot fake-quantizes the tensor entering the first annotated layer: here token ids
+                raise UnsupportedError(
+                    f"qat: tfmot can fake-quantize float tensors only, and a layer is fed {integer.group(1)} "
+                    f"(e.g. an Embedding on token ids): skip it with --qat-skip LAYER (recipe qat: {{skip: [LAYER]}}), "
+                    "or convert without --qat: post-training int8 quantizes such models") from None
             if not m:
                 raise UnsupportedError(f"qat: tfmot could not quantize the model: {msg[:300]}") from None
             if m.group("name") not in names:  # not a layer we annotated: skipping cannot help

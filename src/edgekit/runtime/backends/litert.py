@@ -127,6 +127,12 @@ class LiteRTEngine:
             # A file that passes the flatbuffer verifier can still hold garbage names or indices.
             self._map_signature()
         except ENGINE_ERRORS as exc:
+            if "Flex delegate" in str(exc):  # converted with select_tf_ops=true: the TF kernels are not linked in
+                raise BackendError(
+                    f"{self.path.name} uses Select TF ops (Flex), which {self.engine} cannot run: it needs a "
+                    "TFLite/LiteRT build with the Flex delegate linked in (on Android the tensorflow-lite-select-tf-ops "
+                    "library; the ai-edge-litert, tflite_runtime and tensorflow pip wheels have none), or re-convert "
+                    "without select_tf_ops (e.g. build LSTM/GRU layers with unroll=True)") from None
             raise BackendError(f"cannot load {self.path.name} with {self.engine}: {' '.join(str(exc).split())[:300]}") from None
 
     def _map_signature(self) -> None:
