@@ -10,7 +10,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 # Keep the user's ~/.cache out of tests and the tests out of it.
@@ -45,18 +44,3 @@ def digits_eval():
     from edgekit.calibration import digits
 
     return digits("eval")
-
-
-def tiny_keras_model(seed: int = 0):
-    """A 2-layer Keras 3 model on 8x8x1 inputs (untrained; for shape/plumbing tests only)."""
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    inp = keras.Input((8, 8, 1), name="image")
-    x = keras.layers.Flatten()(inp)
-    x = keras.layers.Dense(16, activation="relu")(x)
-    return keras.Model(inp, keras.layers.Dense(10, name="logits")(x))
-
-
-def random_images(n: int = 8, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).random((n, 8, 8, 1), dtype=np.float32)

@@ -181,7 +181,7 @@ def test_export_error_and_unavailable_engine_are_recorded(tmp_path, digits_model
 
 
 def test_in_memory_model_without_eval_data_uses_random_inputs(tmp_path):
-    from conftest import tiny_keras_model
+    from testutil import tiny_keras_model
 
     m = convert({"model": "api", "targets": ["tflite:fp32", "tflite:fp16"]}, tmp_path / "o", model=tiny_keras_model())
     assert all(a.status == "passed" for a in m.artifacts)

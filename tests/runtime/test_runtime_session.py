@@ -13,7 +13,7 @@ from edgekit.errors import InputError
 from edgekit.manifest import TensorSpec
 
 try:
-    from conftest import random_images
+    from testutil import random_images
 except ImportError:  # pragma: no cover - conftest not importable under some import modes
     def random_images(n: int = 8, seed: int = 0) -> np.ndarray:
         return np.random.default_rng(seed).random((n, 8, 8, 1), dtype=np.float32)

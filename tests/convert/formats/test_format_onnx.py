@@ -98,7 +98,7 @@ def test_int8_without_calibration_is_refused_like_tflite(tmp_path, digits_model)
 
 
 def _tiny():
-    from conftest import tiny_keras_model
+    from testutil import tiny_keras_model
 
     return tiny_keras_model(seed=4)
 

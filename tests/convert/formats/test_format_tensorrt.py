@@ -82,7 +82,7 @@ def test_tensorrt_options_checked_up_front(tmp_path, target, msg):
 
 def test_tftrt_backend_runs_a_savedmodel_folder_through_its_signature(tmp_path):
     """The TF-TRT backend's own code path on a plain SavedModel (TF runs it without TensorRT)."""
-    from conftest import tiny_keras_model
+    from testutil import tiny_keras_model
 
     from edgekit.convert.source import from_keras
     from edgekit.runtime.backends.tftrt import TFTRTBackend
