@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-limit", type=int, default=200, help="Validation samples per model.")
     parser.add_argument("--calib-limit", type=int, default=100, help="Calibration samples for int8 targets.")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                        help="Models converted at once, one process each (default: 2, or 1 on one core).")
     parser.add_argument("--json", dest="json_path", help="Also write every cell as JSON here.")
     parser.add_argument("-q", "--quiet", action="store_true", help="No progress lines.")
     args = parser.parse_args(argv)
@@ -39,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{time.perf_counter() - t0:7.1f}s] {msg}", file=sys.stderr, flush=True)
 
     result = run(args.models.split(",") if args.models else None, args.targets.split(",") if args.targets else None,
-                 eval_limit=args.eval_limit, calib_limit=args.calib_limit, seed=args.seed, progress=say)
+                 eval_limit=args.eval_limit, calib_limit=args.calib_limit, seed=args.seed, progress=say,
+                 workers=args.workers)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(result))
@@ -48,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = result.counts()
     print(f"wrote {out}: {len(result.cells)} cells, " + ", ".join(f"{k} {v}" for k, v in counts.items())
           + f" ({time.perf_counter() - t0:.0f} s)")
+    print("seconds per model: " + ", ".join(f"{m} {s:.0f}" for m, s in result.seconds.items()))
     return 0
 
 

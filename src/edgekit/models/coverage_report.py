@@ -182,17 +182,17 @@ def render(run: CoverageRun, *, title: str = "edgekit zoo coverage", command: st
     for i, reason, cells in notes:
         blame = cells[0].blame or "-"
         lines.append(f"{i}. **{blame}** ({_where(cells, run)}): {reason}")
+    # No timings here: regenerated on one machine, the document changes only where results do (and by
+    # the odd KiB of tf2onnx node naming), so its diff is a review of what changed.
     lines += ["", "## Numbers", "",
-              "Per cell: accuracy (%), SNR (dB) and max abs error against the Keras model, artifact size, export time.", ""]
+              "Per cell: accuracy (%), SNR (dB) and max abs error against the Keras model, and artifact size.", ""]
     for model in run.models:
-        secs = run.seconds.get(model)
-        lines += [f"<details><summary>{model} ({secs:.0f} s)</summary>" if secs is not None
-                  else f"<details><summary>{model}</summary>", "",
-                  "| target | status | accuracy | SNR dB | max abs err | size | export s |",
-                  "|---|---|---:|---:|---:|---:|---:|"]
+        lines += [f"<details><summary>{model}</summary>", "",
+                  "| target | status | accuracy | SNR dB | max abs err | size |",
+                  "|---|---|---:|---:|---:|---:|"]
         for t in run.targets:
             c = run.cell(model, t)
             lines.append(f"| `{t}` | {symbol(c)} {c.status} | {_num(c.accuracy, '.2f')} | {_num(c.snr_db, '.1f')} | "
-                         f"{_num(c.max_abs_err, '.3g')} | {_size(c.bytes)} | {_num(c.seconds, '.1f')} |")
+                         f"{_num(c.max_abs_err, '.3g')} | {_size(c.bytes)} |")
         lines += ["", "</details>", ""]
     return "\n".join(lines).rstrip() + "\n"

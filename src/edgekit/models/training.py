@@ -100,6 +100,42 @@ def train_model(name: str, *, seed: int = 0, epochs: int | None = None, cache: b
     return model
 
 
+def _train_job(job: tuple[str, int]) -> str:
+    """Train one model into the cache in a worker process (module level, so it pickles)."""
+    name, seed = job
+    train_model(name, seed=seed)
+    return name
+
+
+def pretrain(names: list[str] | None = None, *, seed: int = 0, workers: int = 2,
+             progress: Progress | None = None) -> None:
+    """Train zoo models into the cache, ``workers`` at a time in spawned processes (default epochs).
+
+    Small models leave a core idle and tracing is single-threaded, so two processes on two cores
+    train the zoo faster than one; :func:`train_model` then loads them from the cache.
+
+    Example:
+        >>> pretrain(["mnist-mlp", "digits-small-cnn"], workers=2)  # doctest: +SKIP
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from edgekit.models.registry import zoo_names
+
+    names = [n for n in (names or zoo_names()) if not cache_path(n, seed, get_entry(n).epochs).is_file()]
+    if not names:
+        return
+    if workers <= 1:
+        for name in names:
+            train_model(name, seed=seed, progress=progress)
+        return
+    # spawn, not fork: TensorFlow's threads do not survive a fork of a process that has imported it.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for name in pool.map(_train_job, [(n, seed) for n in names]):
+            if progress:
+                progress(f"trained {name}")
+
+
 def fit_classifier(model: Any, entry: ZooEntry, data: Any, *, epochs: int, callbacks: list[Any]) -> None:
     """The default trainer hook: Adam + sparse categorical cross-entropy on the class labels.
 
