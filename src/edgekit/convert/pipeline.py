@@ -21,12 +21,13 @@ from edgekit import __version__
 from edgekit.calibration import Dataset, open_dataset, random_like
 from edgekit.convert import _files
 from edgekit.convert.exporters import check_target
+from edgekit.convert.exporters.base import require_calibration
 from edgekit.convert.recipe import Recipe, Target
 from edgekit.convert.source import SourceModel, load_source
 from edgekit.convert.validate import compare, judge
 from edgekit.errors import EdgekitError, InputError, RecipeError
 from edgekit.manifest import (ERROR, FAILED, MANIFEST_NAME, NOT_VALIDATED, PASSED, UNSUPPORTED, Artifact, Manifest,
-                              TensorSpec, atomic_write_bytes, sha256_file)
+                              TensorSpec, sha256_file)
 
 Progress = Callable[[str], None]
 EVAL_FILE = "eval.npz"
@@ -76,13 +77,9 @@ def convert(recipe: Recipe | Mapping[str, Any], out_dir: str | os.PathLike[str],
     say(f"loaded {source.kind} model: inputs {', '.join(s.describe() for s in source.inputs)} "
         f"({time.perf_counter() - t0:.1f}s)")
 
-    calib, evald, eval_note = _data(recipe, source, exporters)
+    calib, evald, eval_note = _data(recipe, source)
     for t in recipe.targets:
-        if t.precision in exporters[t.label].needs_calibration and calib is None:
-            raise InputError(
-                f"{t.name} needs representative (calibration) data: pass --calib data.npz (or an image folder, "
-                "or 'digits' for the bundled set); ~100-500 samples of real inputs"
-            )
+        require_calibration(exporters[t.label], t.precision, calib)  # before any conversion work
     train = _train_data(recipe, source) if recipe.stages else None
 
     say(f"reference outputs on {len(evald)} eval samples ({eval_note})")
@@ -154,7 +151,7 @@ def _prepare_out_dir(out: Path, force: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _data(recipe: Recipe, source: SourceModel, exporters: Mapping[str, Any]) -> tuple[Dataset | None, Dataset, str]:
+def _data(recipe: Recipe, source: SourceModel) -> tuple[Dataset | None, Dataset, str]:
     zoo = None
     if source.zoo:
         from edgekit.models import get_entry
@@ -320,18 +317,7 @@ def _save_eval(evald: Dataset, out: Path) -> str | None:
     nbytes = sum(a.nbytes for a in evald.inputs) + (evald.labels.nbytes if evald.labels is not None else 0)
     if nbytes > EVAL_FILE_MAX_BYTES:
         return None
-    import io
-
-    arrays: dict[str, np.ndarray] = {}
-    if evald.num_inputs == 1:
-        arrays["x"] = evald.inputs[0]
-    else:
-        arrays.update({f"x{i}": a for i, a in enumerate(evald.inputs)})
-    if evald.labels is not None:
-        arrays["y"] = evald.labels
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    atomic_write_bytes(out / EVAL_FILE, buf.getvalue())
+    evald.to_npz(out / EVAL_FILE)  # atomic; read back by from_npz on the device
     return EVAL_FILE
 
 

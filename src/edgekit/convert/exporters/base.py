@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Protocol, runtime_checkable
 
 from edgekit._lazy import did_you_mean, load_attr
-from edgekit.errors import RecipeError, UnsupportedError
+from edgekit.errors import InputError, RecipeError, UnsupportedError
 from edgekit.manifest import TensorSpec
 
 if TYPE_CHECKING:
@@ -54,6 +54,22 @@ class Exporter(Protocol):
 
     def export(self, source: Any, precision: str, options: Mapping[str, Any], calib: "Dataset | None", out: Path) -> ExportResult:
         """Write the artifact to ``out`` (a staging path the pipeline renames into place)."""
+
+
+def require_calibration(exporter: Any, precision: str, calib: Any) -> None:
+    """Refuse a precision that needs representative data when none (or an empty set) was given.
+
+    Example:
+        >>> require_calibration(get_exporter("tflite"), "int8", None)
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.InputError: tflite:int8 needs representative (calibration) data: pass --calib data.npz (or an image folder, or 'digits' for the bundled set), ~100-500 samples of real inputs to fix activation ranges
+    """
+    if precision in exporter.needs_calibration and (calib is None or len(calib) == 0):
+        raise InputError(
+            f"{exporter.format}:{precision} needs representative (calibration) data: pass --calib data.npz (or an "
+            "image folder, or 'digits' for the bundled set), ~100-500 samples of real inputs to fix activation ranges"
+        )
 
 
 def exporter_names() -> list[str]:

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Iterator, Mapping
 from edgekit import __version__
 from edgekit._quiet import captured_output
 from edgekit.convert.exporters._tf2onnx import DEFAULT_OPSET, OPSETS, missing_converter, onnx_model
-from edgekit.convert.exporters.base import ExportResult
+from edgekit.convert.exporters.base import ExportResult, require_calibration
 from edgekit.errors import ExportError, InputError, RecipeError
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -81,11 +81,7 @@ class ONNXExporter:
 
     def export(self, source: Any, precision: str, options: Mapping[str, Any], calib: Any, out: Path) -> ExportResult:
         self.check_options(precision, options)
-        if precision in self.needs_calibration and (calib is None or len(calib) == 0):
-            raise InputError(
-                f"onnx:{precision} needs representative (calibration) data to fix activation ranges: "
-                "pass --calib data.npz (or an image folder, or 'digits' for the bundled set), ~100-500 samples"
-            )
+        require_calibration(self, precision, calib)
         opset = int(options.get("opset", DEFAULT_OPSET))
         model, route = onnx_model(source, opset)
         used: dict[str, Any] = {"opset": opset}

@@ -17,8 +17,8 @@ from typing import Any, ClassVar, Mapping
 
 from edgekit._quiet import captured_output
 from edgekit.convert.exporters._tf2onnx import DEFAULT_OPSET, missing_converter, onnx_model
-from edgekit.convert.exporters.base import ExportResult
-from edgekit.errors import BackendError, ExportError, InputError, RecipeError
+from edgekit.convert.exporters.base import ExportResult, require_calibration
+from edgekit.errors import BackendError, ExportError, RecipeError
 from edgekit.manifest import TensorSpec
 
 DEFAULT_MAX_BATCH = 64
@@ -73,9 +73,7 @@ class TensorRTExporter:
         from edgekit.runtime.backends.tensorrt import BUILD_FILE, CALIB_FILE, ENGINES, ONNX_FILE
 
         self.check_options(precision, options)
-        if precision in self.needs_calibration and (calib is None or len(calib) == 0):
-            raise InputError("tensorrt:int8 needs calibration data: pass --calib data.npz (or an image folder, "
-                             "or 'digits' for the bundled set), ~100-500 samples")
+        require_calibration(self, precision, calib)
         reason = self.unavailable_reason()
         if reason:
             raise ExportError(reason)

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Mapping
 
 from edgekit._quiet import captured_output
 from edgekit.convert._tf import tf
-from edgekit.convert.exporters.base import ExportResult
+from edgekit.convert.exporters.base import ExportResult, require_calibration
 from edgekit.errors import ExportError, InputError
 
 
@@ -53,11 +53,7 @@ class TFLiteExporter:
 
     def export(self, source: Any, precision: str, options: Mapping[str, Any], calib: Any, out: Path) -> ExportResult:
         t = tf()
-        if precision in self.needs_calibration and (calib is None or len(calib) == 0):
-            raise InputError(
-                f"tflite:{precision} needs representative (calibration) data to fix activation ranges: "
-                "pass --calib data.npz (or an image folder, or 'digits' for the bundled set), ~100-500 samples"
-            )
+        require_calibration(self, precision, calib)
         io = options.get("io", "int8" if precision == "int8" else "float")
         if precision != "int8" and io != "float":
             raise InputError(f"tflite:{precision} keeps float inputs/outputs; io={io!r} only applies to tflite:int8")

@@ -14,8 +14,8 @@ from typing import Any, ClassVar, Iterator, Mapping
 
 from edgekit._quiet import captured_output
 from edgekit.convert._tf import tf
-from edgekit.convert.exporters.base import ExportResult
-from edgekit.errors import ExportError, InputError, MissingDependencyError, RecipeError
+from edgekit.convert.exporters.base import ExportResult, require_calibration
+from edgekit.errors import ExportError, MissingDependencyError, RecipeError
 
 FIX = ("use a TensorRT-enabled TensorFlow on an NVIDIA GPU: NVIDIA's TensorFlow for Jetson (the image built from "
        "Dockerfile.jetson) or an NGC tensorflow container; or target tensorrt (ONNX -> TensorRT engine) where the "
@@ -76,9 +76,7 @@ class TFTRTExporter:
 
     def export(self, source: Any, precision: str, options: Mapping[str, Any], calib: Any, out: Path) -> ExportResult:
         self.check_options(precision, options)
-        if precision in self.needs_calibration and (calib is None or len(calib) == 0):
-            raise InputError("tftrt:int8 needs calibration data: pass --calib data.npz (or an image folder, "
-                             "or 'digits' for the bundled set), ~100-500 samples")
+        require_calibration(self, precision, calib)
         reason = self.unavailable_reason()
         if reason:
             raise ExportError(reason)
