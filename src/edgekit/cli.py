@@ -322,12 +322,10 @@ def bench(path: str, target: str | None, warmup: int, runs: int, max_seconds: fl
             from edgekit.runtime.gate import load_baseline, parse_rules
 
             rules, base = parse_rules(fail_on), load_baseline(baseline)
-        results = []
         configs = [BenchConfig(warmup=warmup, runs=runs, max_seconds=max_seconds, batch_size=b, num_threads=t,
                                cold_start=cold_start)
                    for t in _int_list(threads, "--threads") for b in _int_list(batch_sizes, "--batch")]
-        for config in configs:
-            results += bench_path(path, config, target=target, eval_path=eval_path, verify=not no_verify)
+        results = bench_path(path, configs, target=target, eval_path=eval_path, verify=not no_verify)
         doc = report(results, configs[0])
         doc["config"]["sweep"] = [{"num_threads": c.num_threads, "batch_size": c.batch_size} for c in configs]
         if store:

@@ -117,6 +117,10 @@ def test_sweep_threads_and_batches(digits_out, store_env):
     assert all(r.status == "ok" and r.throughput > 0 for r in results)
     doc = report(results, BenchConfig())
     assert doc["schema"] == "edgekit.bench/1" and len(doc["results"]) == 4
+    # A sweep as one call: same settings, grouped per artifact.
+    swept = bench_path(out, [BenchConfig(warmup=1, runs=5, num_threads=t, batch_size=b) for t in (1, 2) for b in (1, 4)],
+                       target="tflite:fp32")
+    assert [(r.num_threads, r.batch_size, r.status) for r in swept] == [(1, 1, "ok"), (1, 4, "ok"), (2, 1, "ok"), (2, 4, "ok")]
 
 
 def test_doctor_reports_engines_and_install_commands():

@@ -322,13 +322,18 @@ def load_eval(folder: Path, manifest: Manifest, override: str | os.PathLike[str]
     return list(ds.inputs), ds.labels
 
 
-def bench_path(path: str | os.PathLike[str], config: BenchConfig = BenchConfig(), *, target: str | None = None,
-               eval_path: str | os.PathLike[str] | None = None, verify: bool = True) -> list[BenchResult]:
+def bench_path(path: str | os.PathLike[str], config: BenchConfig | Sequence[BenchConfig] = BenchConfig(), *,
+               target: str | None = None, eval_path: str | os.PathLike[str] | None = None,
+               verify: bool = True) -> list[BenchResult]:
     """Bench a model file, or every artifact of an edgekit output folder, side by side.
+
+    ``config`` may be a list (a threads x batch sweep): the manifest, eval data and each artifact's
+    checksum are then read once, not once per configuration.
 
     Example:
         >>> rows = bench_path("out/", BenchConfig(runs=50))  # doctest: +SKIP
     """
+    configs = [config] if isinstance(config, BenchConfig) else list(config)
     from edgekit.errors import ModelError
 
     p = Path(path)
@@ -343,7 +348,7 @@ def bench_path(path: str | os.PathLike[str], config: BenchConfig = BenchConfig()
 
             ds = from_npz(eval_path)
             data = (list(ds.inputs), ds.labels) if ds.labels is not None else None
-        return [bench_file(p, config, eval_data=data, verify=verify)]
+        return [bench_file(p, c, eval_data=data, verify=verify) for c in configs]
     folder = p if p.is_dir() else p.parent
     manifest = Manifest.load(folder)
     data = load_eval(folder, manifest, eval_path)
@@ -372,7 +377,11 @@ def bench_path(path: str | os.PathLike[str], config: BenchConfig = BenchConfig()
                                        status="skipped", size_bytes=a.bytes, validation=a.status,
                                        error=f"not run here: {cannot_run}"))
             continue
-        results.append(bench_file(file, config, artifact=a, folder=folder, eval_data=data, verify=verify))
+        for i, c in enumerate(configs):
+            r = bench_file(file, c, artifact=a, folder=folder, eval_data=data, verify=verify and i == 0)
+            results.append(r)
+            if r.status == "error":
+                break  # a corrupt or missing artifact fails the same way at every setting
     return results
 
 

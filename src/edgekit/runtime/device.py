@@ -13,6 +13,8 @@ Example:
 
 from __future__ import annotations
 
+import copy
+import functools
 import importlib.util
 import os
 import platform
@@ -177,9 +179,23 @@ def cpu_frequencies(root: str | os.PathLike[str] = "/") -> list[int]:
 def device_info(root: str | os.PathLike[str] = "/") -> dict[str, Any]:
     """The fingerprint stored with every bench result.
 
+    The live machine's is read once per process (``load()`` asks on every folder it opens, and
+    finding GPUs may run ``nvidia-smi``); callers get their own copy.
+
     Args:
         root: Filesystem root to read ``/proc``, ``/sys`` and ``/etc`` under (fixture folders in tests).
     """
+    if str(root) == "/":
+        return copy.deepcopy(_live_info())
+    return _read_info(root)
+
+
+@functools.lru_cache(maxsize=1)
+def _live_info() -> dict[str, Any]:
+    return _read_info("/")
+
+
+def _read_info(root: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
