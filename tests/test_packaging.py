@@ -45,6 +45,8 @@ def test_readme_commands_and_ci_agree():
     "edgekit.errors",
     "edgekit._table",
     "edgekit._quiet",
+    "edgekit._cli_util",
+    "edgekit._lazy",
     "edgekit.convert",
     "edgekit.convert.recipe",
     "edgekit.convert.validate",

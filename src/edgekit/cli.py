@@ -9,31 +9,15 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import click
 
 from edgekit import __version__
+from edgekit._cli_util import Progress as _Progress
+from edgekit._cli_util import fail as _fail
 from edgekit.errors import EdgekitError
-
-
-def _fail(exc: EdgekitError) -> None:
-    click.echo(f"error: {exc}", err=True)
-    sys.exit(exc.exit_code)
-
-
-class _Progress:
-    """One line per step on stderr, with elapsed time, so long steps are visibly alive."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.t0 = time.perf_counter()
-
-    def __call__(self, msg: str) -> None:
-        if not self.quiet:
-            click.echo(f"[{time.perf_counter() - self.t0:6.1f}s] {msg}", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

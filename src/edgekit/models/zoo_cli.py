@@ -11,29 +11,14 @@ Example:
 from __future__ import annotations
 
 import json
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 
+from edgekit._cli_util import Progress as _Progress
+from edgekit._cli_util import fail as _fail
 from edgekit.errors import EdgekitError, InputError
-
-
-def _fail(exc: EdgekitError) -> None:
-    click.echo(f"error: {exc}", err=True)
-    sys.exit(exc.exit_code)
-
-
-def _progress(quiet: bool):
-    t0 = time.perf_counter()
-
-    def say(msg: str) -> None:
-        if not quiet:
-            click.echo(f"[{time.perf_counter() - t0:6.1f}s] {msg}", err=True)
-
-    return say
 
 
 def _shape(entry: Any) -> str:
@@ -103,7 +88,7 @@ def train(name: str, epochs: int | None, seed: int, no_cache: bool, as_json: boo
 
         entry = get_entry(name)
         used = entry.epochs if epochs is None else epochs
-        model = train_model(name, seed=seed, epochs=used, cache=not no_cache, progress=_progress(quiet))
+        model = train_model(name, seed=seed, epochs=used, cache=not no_cache, progress=_Progress(quiet))
         result = {"name": name, "seed": seed, "epochs": used, "params": int(model.count_params()),
                   "data": entry.data, **evaluate(name, model)}
         if not no_cache:
@@ -140,7 +125,7 @@ def export(name: str, out: str, epochs: int | None, seed: int, force: bool, quie
             raise InputError(f"folder {path.parent} does not exist: create it first")
         from edgekit.models.training import train_model
 
-        model = train_model(name, seed=seed, epochs=epochs, progress=_progress(quiet))
+        model = train_model(name, seed=seed, epochs=epochs, progress=_Progress(quiet))
         model.save(path)
     except EdgekitError as exc:
         _fail(exc)
