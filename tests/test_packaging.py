@@ -46,7 +46,7 @@ def test_readme_commands_and_ci_agree():
     "edgekit._table",
     "edgekit._quiet",
     "edgekit._cli_util",
-    "edgekit._lazy",
+    "edgekit.registry",
     "edgekit.convert",
     "edgekit.convert.recipe",
     "edgekit.convert.validate",

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from edgekit.convert.stages.config import parse_stages
-from edgekit._lazy import did_you_mean
+from edgekit.registry import did_you_mean
 from edgekit.errors import RecipeError
 
 # Default per-precision tolerances against the reference model. Chosen from what each precision

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgekit._lazy import did_you_mean
+from edgekit.registry import did_you_mean
 from edgekit.errors import ModelError
 
 

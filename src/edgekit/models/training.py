@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edgekit._lazy import load_attr
+from edgekit.registry import load_attr
 from edgekit.convert._tf import keras
 from edgekit.models.registry import ZooEntry, get_entry
 

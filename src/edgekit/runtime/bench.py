@@ -208,7 +208,7 @@ def accuracy(session: Session, inputs: "Sequence[np.ndarray] | dict[str, np.ndar
 
 
 def bench_file(path: str | os.PathLike[str], config: BenchConfig = BenchConfig(), *, artifact: Artifact | None = None,
-               folder: Path | None = None, eval_data: tuple[Any, np.ndarray] | None = None,
+               eval_data: tuple[Any, np.ndarray] | None = None,
                verify: bool = True) -> BenchResult:
     """Load one artifact (timing the load) and bench it. Errors become a result with ``error`` set."""
     from edgekit.runtime.loader import load, verify_artifact
@@ -378,7 +378,7 @@ def bench_path(path: str | os.PathLike[str], config: BenchConfig | Sequence[Benc
                                        error=f"not run here: {cannot_run}"))
             continue
         for i, c in enumerate(configs):
-            r = bench_file(file, c, artifact=a, folder=folder, eval_data=data, verify=verify and i == 0)
+            r = bench_file(file, c, artifact=a, eval_data=data, verify=verify and i == 0)
             results.append(r)
             if r.status == "error":
                 break  # a corrupt or missing artifact fails the same way at every setting

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Protocol, runtime_checkable
 
-from edgekit._lazy import did_you_mean, load_attr
+from edgekit.registry import did_you_mean, load_attr
 from edgekit.errors import InputError, RecipeError, UnsupportedError
 from edgekit.manifest import TensorSpec
 

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from edgekit._lazy import did_you_mean, load_attr
+from edgekit.registry import did_you_mean, load_attr
 from edgekit.errors import BackendError
 from edgekit.manifest import TensorSpec
 
