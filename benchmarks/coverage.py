@@ -17,6 +17,11 @@ import sys
 import time
 from pathlib import Path
 
+# The matrix and the report live in the repository's tools/ (not in the wheel): run from any folder.
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -32,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-q", "--quiet", action="store_true", help="No progress lines.")
     args = parser.parse_args(argv)
 
-    from edgekit.models.coverage import run
-    from edgekit.models.coverage_report import render
+    from tools.coverage import run
+    from tools.coverage_report import render
 
     t0 = time.perf_counter()
 

@@ -12,6 +12,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+# tools/ (the fuzz harness) sits at the repository root, outside the installed package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
@@ -21,11 +24,11 @@ def main() -> int:
     ap.add_argument("--out", type=Path, help="an existing edgekit output folder (default: convert digits-cnn)")
     args = ap.parse_args()
     from edgekit.manifest import Manifest
-    from edgekit.runtime.fuzz import fuzz
+    from tools.fuzz import fuzz
 
     out = args.out
     if out is None:
-        from edgekit.convert.pipeline import convert
+        from edgekit.api import convert
 
         out = Path(tempfile.mkdtemp(prefix="edgekit-fuzz-"))
         targets = ["tflite:fp32", "tflite:int8"]

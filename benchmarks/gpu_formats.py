@@ -33,14 +33,14 @@ def main() -> int:
         return 2
     import onnxruntime as ort
 
-    from edgekit.convert.pipeline import convert
+    from edgekit.api import convert
     from edgekit.runtime import load
-    from edgekit.runtime.backends import _trt
+    from edgekit.runtime.backends import trt_support
     from edgekit.runtime.bench import BenchConfig, bench_path, time_session
 
     out = args.out or Path(tempfile.mkdtemp(prefix="edgekit-gpu-"))
     m = convert({"model": "digits-cnn", "targets": TARGETS}, out, force=True)
-    doc = {"key": _trt.cache_key(), "providers": ort.get_available_providers(), "artifacts": {}, "bench": {}}
+    doc = {"key": trt_support.cache_key(), "providers": ort.get_available_providers(), "artifacts": {}, "bench": {}}
     for a in m.artifacts:
         v = a.validation or {}
         doc["artifacts"][a.target] = {"status": a.status, "bytes": a.bytes, "max_abs_err": v.get("max_abs_err"),

@@ -92,16 +92,16 @@ def main() -> int:
     threads = args.threads or default_threads()
     out = args.out
     if out is None:
-        from edgekit.convert.pipeline import convert
+        from edgekit.api import convert
 
         out = Path(tempfile.mkdtemp(prefix="edgekit-overhead-"))
         targets = ["tflite:fp32", "tflite:int8"]
         try:
             import onnxruntime  # noqa: F401
 
-            from edgekit.convert.exporters import REGISTRY
+            from edgekit.formats import FORMATS
 
-            if "onnx" in REGISTRY:
+            if "onnx" in FORMATS:
                 targets += ["onnx:fp32", "onnx:int8"]
         except ImportError:
             pass

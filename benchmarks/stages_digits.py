@@ -25,7 +25,7 @@ RUNS = {
 
 
 def measure(seed: int, prune_epochs: int, out: Path) -> dict[str, dict]:
-    from edgekit.convert.pipeline import convert
+    from edgekit.api import convert
 
     rows = {}
     for name, stages in RUNS.items():

@@ -66,7 +66,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="also write the table as JSON")
     args = ap.parse_args()
 
-    from edgekit.convert.pipeline import convert
+    from edgekit.api import convert
     from edgekit.runtime.backends.litert import default_threads
     from edgekit.runtime.bench import BenchConfig, bench_path
 

@@ -48,7 +48,7 @@ from typing import Any, Iterator
 
 import edgekit.runtime as rt
 from edgekit.errors import EdgekitError, InputError
-from edgekit.runtime import payload
+from edgekit.runtime.serve import payload
 
 log = logging.getLogger("iot_app")
 _EOF = object()  # the stdin reader's end marker on the queue

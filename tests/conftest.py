@@ -24,7 +24,7 @@ TFLITE_TARGETS = ("tflite:fp32", "tflite:dynamic", "tflite:int8", "tflite:fp16")
 @pytest.fixture(scope="session")
 def digits_model():
     """The zoo's digits-cnn, trained on the bundled digits data (seeded, ~3 s)."""
-    from edgekit.models import train
+    from edgekit.zoo import train
 
     return train("digits-cnn")
 
@@ -32,7 +32,7 @@ def digits_model():
 @pytest.fixture(scope="session")
 def digits_out(tmp_path_factory, digits_model):
     """An output folder with the four TFLite targets of digits-cnn, converted and validated."""
-    from edgekit.convert.pipeline import convert
+    from edgekit.api import convert
 
     out = tmp_path_factory.mktemp("digits-out")
     manifest = convert({"model": "digits-cnn", "targets": list(TFLITE_TARGETS)}, out, force=True)

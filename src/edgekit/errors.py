@@ -90,10 +90,6 @@ class ConverterError(ExportError):
         super().__init__(message)
 
 
-class ValidationError(EdgekitError):
-    """An artifact's outputs are outside tolerance against the reference model."""
-
-
 class BackendError(EdgekitError):
     """An inference engine could not load or run an artifact."""
 

@@ -241,3 +241,23 @@ def distributions() -> tuple[str, ...]:
         names += list(spec.converter_distributions)
         names += [d for eng in spec.engines for d in eng.distributions]
     return tuple(dict.fromkeys(names))
+
+
+def installed_versions() -> dict[str, str]:
+    """Installed version of every distribution in :func:`distributions` (absent ones left out).
+
+    Reads package metadata only: nothing is imported, so it is cheap and safe on any device.
+
+    Example:
+        >>> "numpy" in installed_versions()
+        True
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for dist in distributions():
+        try:
+            found[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    return found

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from edgekit.errors import ModelError
+from edgekit.errors import ERROR_KINDS, ModelError
 
 MANIFEST_NAME = "manifest.json"
 SCHEMA_VERSION = 1
@@ -114,6 +114,20 @@ class Artifact:
         seconds: Wall time of the export.
         sparsity: Zero weights in the file's kernels (``weights``, ``zeros``, ``sparsity``) where
             the format can be read (TFLite), else ``None``: pruning shows up here.
+        error_kind: Who ``error`` is down to, one of :data:`edgekit.errors.ERROR_KINDS`
+            (``edgekit``, ``converter``, ``engine``, ``unsupported``), recorded where the error was
+            raised; ``None`` without an error, and for a validation verdict (``failed``).
+        error_tool: The third-party converter or quantizer that refused the model, when
+            ``error_kind`` is ``converter`` (``"tf2onnx"``, ``"TFLite converter"``...).
+        notes: One-line facts about the artifact from its exporter (e.g. it needs the Flex delegate).
+
+    Example:
+        >>> a = Artifact("onnx:int8", "onnx", "int8", "error", error="onnx:int8 failed: x",
+        ...              error_kind="converter", error_tool="onnxruntime.quantization")
+        >>> Artifact.from_dict(a.to_dict()) == a
+        True
+        >>> Artifact.from_dict({"target": "t:fp32", "format": "t", "precision": "fp32", "status": "passed"}).notes
+        ()
     """
 
     target: str
@@ -131,10 +145,16 @@ class Artifact:
     error: str | None = None
     seconds: float | None = None
     sparsity: dict[str, Any] | None = None
+    error_kind: str | None = None
+    error_tool: str | None = None
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"artifact status {self.status!r} is not one of {STATUSES}")
+        if self.error_kind is not None and self.error_kind not in ERROR_KINDS:
+            raise ValueError(f"artifact error_kind {self.error_kind!r} is not one of {ERROR_KINDS}")
+        object.__setattr__(self, "notes", tuple(self.notes))  # JSON gives a list
 
     @property
     def ok(self) -> bool:
@@ -145,6 +165,7 @@ class Artifact:
         d = dataclasses.asdict(self)
         d["inputs"] = [t.to_dict() for t in self.inputs]
         d["outputs"] = [t.to_dict() for t in self.outputs]
+        d["notes"] = list(self.notes)
         return d
 
     @classmethod

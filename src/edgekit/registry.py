@@ -28,14 +28,16 @@ from edgekit.errors import EdgekitError, UnsupportedError
 T = TypeVar("T")
 
 
-def did_you_mean(word: str, options: Iterable[str], template: str = " (did you mean {!r}?)") -> str:
+def did_you_mean(word: str, options: Iterable[str], template: str = " (did you mean {!r}?)", cutoff: float = 0.6) -> str:
     """``template`` filled with the closest option, or ``""`` when nothing is close.
+
+    ``cutoff`` is difflib's similarity floor; short names (layer ``"d2"`` vs ``"d1"``) need ~0.5.
 
     Example:
         >>> did_you_mean("int9", ["int8", "fp16"])
         " (did you mean 'int8'?)"
     """
-    hint = difflib.get_close_matches(str(word), list(options), n=1)
+    hint = difflib.get_close_matches(str(word), list(options), n=1, cutoff=cutoff)
     return template.format(hint[0]) if hint else ""
 
 
@@ -60,6 +62,31 @@ def unknown(kind: str, name: str, known: Iterable[str], error: type[EdgekitError
     """
     known = list(known)
     return error(f"unknown {kind} {name!r}{did_you_mean(name, known)}; {known_label}: {', '.join(known) or 'none'}")
+
+
+class Plugin:
+    """What every plug-in that may not run here shares: a typed :meth:`unavailable` and its text.
+
+    Exporters and backends derive from it: callers that act on the reason read the typed error
+    (``MissingDependencyError.extra`` says what to install); callers that only print it use
+    :meth:`unavailable_reason`, so the two can never disagree.
+
+    Example:
+        >>> class Nowhere(Plugin):
+        ...     def unavailable(self):
+        ...         return UnsupportedError("no engine here")
+        >>> Nowhere().unavailable_reason(), Plugin().unavailable() is None
+        ('no engine here', True)
+    """
+
+    def unavailable(self) -> EdgekitError | None:
+        """``None`` when it runs here (the default: numpy only), else why not, as a typed error."""
+        return None
+
+    def unavailable_reason(self) -> str | None:
+        """:meth:`unavailable` as one line of text, ``None`` when it runs here."""
+        err = self.unavailable()
+        return None if err is None else str(err)
 
 
 class Registry(Generic[T]):

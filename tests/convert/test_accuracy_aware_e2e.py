@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from edgekit.calibration import digits, from_arrays
-from edgekit.convert.pipeline import convert
+from edgekit.api import convert
 from edgekit.manifest import Manifest
 
 BUDGET = 1.0  # accuracy points
@@ -92,6 +92,17 @@ def test_outlier_model_meets_the_budget_with_most_layers_int8(outlier_model, tmp
     if fmt == "tflite":
         digest = hashlib.sha256((tmp_path / "again" / again.path).read_bytes()).hexdigest()
         assert digest == a.sha256
+
+
+@pytest.mark.slow
+def test_explicit_int8_io_is_never_silently_turned_float_by_the_search(outlier_model, tmp_path):
+    # Keeping layers float makes a float-I/O model: with io=int8 asked for explicitly, the search says
+    # so instead of handing back a model with other inputs than the recipe asked for.
+    m = convert(_recipe(outlier_model, ["tflite:int8,io=int8"], accuracy_aware=True), tmp_path / "o")
+    (a,) = m.artifacts
+    assert a.status == "failed" and a.options == {"io": "int8"} and a.inputs[0].dtype == "int8"
+    msg = a.validation["accuracy_aware"]["message"]
+    assert msg.startswith("accuracy-aware search cannot keep layers in float here: ") and "io=int8" in msg
 
 
 @pytest.mark.slow

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from edgekit.calibration import digits, from_arrays
-from edgekit.convert.exporters import base as exporters_base
-from edgekit.convert.pipeline import EVAL_FILE, convert
-from edgekit.errors import DataError, InputError, RecipeError, UnsupportedError
+from edgekit.api import convert
+from edgekit.convert.exporters import ExporterBase
+from edgekit.convert.pipeline import EVAL_FILE
+from edgekit.errors import DataError, InputError, MissingDependencyError, RecipeError, UnsupportedError
+from edgekit.formats import FORMATS, FormatSpec
 from edgekit.manifest import Manifest
 
 
@@ -141,17 +143,11 @@ def test_failed_target_is_recorded_and_others_are_kept(tmp_path, digits_model):
     assert not m.ok
 
 
-class BrokenExporter:
+class BrokenExporter(ExporterBase):
     """A real plug-in that fails, to prove one broken target never discards the others."""
 
     format = "broken"
-    suffix = ".bin"
     precisions = ("fp32",)
-    options: dict = {}
-    needs_calibration = ()
-
-    def unavailable_reason(self):
-        return None
 
     def export(self, source, precision, options, calib, out):
         Path(out).write_bytes(b"half a file")
@@ -161,13 +157,18 @@ class BrokenExporter:
 class AbsentExporter(BrokenExporter):
     format = "absent"
 
-    def unavailable_reason(self):
-        return "engine X is not installed: pip install 'edgekit[x]'"
+    def unavailable(self):
+        return MissingDependencyError("engine X", "x")
+
+
+def _toy_format(monkeypatch, name: str, exporter: str) -> None:
+    # Registered through the FORMATS table alone: no other registry is edited.
+    monkeypatch.setitem(FORMATS, name, FormatSpec(name, f"{__name__}:{exporter}", "nowhere:Backend", (".bin",), name))
 
 
 def test_export_error_and_unavailable_engine_are_recorded(tmp_path, digits_model, monkeypatch):
-    monkeypatch.setitem(exporters_base.REGISTRY, "broken", f"{__name__}:BrokenExporter")
-    monkeypatch.setitem(exporters_base.REGISTRY, "absent", f"{__name__}:AbsentExporter")
+    _toy_format(monkeypatch, "broken", "BrokenExporter")
+    _toy_format(monkeypatch, "absent", "AbsentExporter")
     out = tmp_path / "out"
     m = convert({"model": "digits-cnn", "targets": ["broken:fp32", "absent:fp32", "tflite:fp32"]}, out)
     broken, absent, good = m.artifacts
@@ -178,6 +179,8 @@ def test_export_error_and_unavailable_engine_are_recorded(tmp_path, digits_model
     assert sorted(p.name for p in out.iterdir()) == ["eval.npz", "manifest.json", "tflite-fp32.tflite"]
     saved = json.loads((out / "manifest.json").read_text())
     assert [a["status"] for a in saved["artifacts"]] == ["error", "unsupported", "passed"]
+    # Who each error is down to travels with it, typed: an unhandled exception is ours.
+    assert [a["error_kind"] for a in saved["artifacts"]] == ["edgekit", "unsupported", None]
 
 
 def test_in_memory_model_without_eval_data_uses_random_inputs(tmp_path):
@@ -206,3 +209,22 @@ def test_image_folder_calibration_and_eval_take_size_and_colour_from_the_model(t
     assert a.validation["samples"] == 120
     assert a.validation["reference_accuracy"] >= 90.0 and a.validation["accuracy_drop"] <= 2.0
     assert m.recipe["images"] == {"scale": 1 / 255}
+
+
+def test_converter_refusal_and_exporter_notes_keep_their_type_in_the_manifest(tmp_path, digits_model, monkeypatch):
+    from edgekit.convert.exporters.tflite import TFLiteExporter
+
+    class Refusing:
+        def convert(self):
+            raise ValueError("'tf.Foo' op is neither a custom op nor a flex op")
+
+    real = TFLiteExporter.converter
+    monkeypatch.setattr(TFLiteExporter, "converter",
+                        lambda self, source, precision, *a, **kw: Refusing() if precision == "fp16" else real(self, source, precision, *a, **kw))
+    m = convert({"model": "digits-cnn", "targets": ["tflite:fp16", "tflite:fp32,select_tf_ops=true"]}, tmp_path / "o")
+    refused, flex = m.artifacts
+    assert refused.status == "error" and refused.error.startswith("TFLite conversion failed: 'tf.Foo' op")
+    assert (refused.error_kind, refused.error_tool) == ("converter", "TFLite converter")
+    assert flex.status == "passed" and flex.error_kind is None
+    assert any("Select TF ops" in n and "Flex delegate" in n for n in flex.notes)  # the exporter's warning reaches users
+    assert Manifest.load(tmp_path / "o").artifact("tflite:fp32,select_tf_ops=True").notes == flex.notes

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekit.convert.source import load_source
+from edgekit.api import load_source
 from edgekit.errors import ModelError
 from edgekit.manifest import TensorSpec
 

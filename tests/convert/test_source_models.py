@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from edgekit.calibration import from_arrays, random_like
-from edgekit.convert.pipeline import convert
-from edgekit.convert.source import load_source
+from edgekit.api import convert
+from edgekit.api import load_source
 from edgekit.errors import ModelError
 from edgekit.manifest import TensorSpec
 
@@ -256,8 +256,8 @@ def test_source_zoo_name_loads_cached_model(digits_model):
 
 
 def test_source_zoo_training_is_reproducible():
-    from edgekit.models import train
-    from edgekit.models.training import ZOO_VERSION, cache_dir
+    from edgekit.zoo import train
+    from edgekit.zoo.training import ZOO_VERSION, cache_dir
 
     first = train("digits-cnn", seed=0, epochs=2, cache=False).get_weights()
     second = train("digits-cnn", seed=0, epochs=2, cache=False).get_weights()

@@ -1,4 +1,4 @@
-"""edgekit.runtime.payload: JSON / npy / npz to feeds (multi-input, int8, limits), docstring examples, no TensorFlow."""
+"""edgekit.runtime.serve.payload: JSON / npy / npz to feeds (multi-input, int8, limits), docstring examples, no TensorFlow."""
 
 from __future__ import annotations
 
@@ -15,13 +15,14 @@ import pytest
 
 from edgekit.errors import InputError
 from edgekit.manifest import TensorSpec
-from edgekit.runtime import payload
+from edgekit.runtime.serve import payload
 
 TWO = (TensorSpec("image", (None, 2, 2), "float32"), TensorSpec("ids", (None, 3), "int32"))
 INT8 = TensorSpec("x", (None, 2), "int8", scale=0.5, zero_point=-1)
 
 
-@pytest.mark.parametrize("module", ["edgekit.runtime.payload", "edgekit.runtime.serve", "edgekit.runtime.serve_handler"])
+@pytest.mark.parametrize("module", ["edgekit.runtime.serve.payload", "edgekit.runtime.serve", "edgekit.runtime.serve.server",
+                                    "edgekit.runtime.serve.handler", "edgekit.runtime.serve.state"])
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0
@@ -96,7 +97,7 @@ def test_outputs_encode_as_standard_json_and_npz():
 
 
 def test_serve_modules_import_no_tensorflow():
-    code = ("import sys, edgekit.runtime.serve, edgekit.runtime.payload, edgekit.cli; "
+    code = ("import sys, edgekit.runtime.serve, edgekit.runtime.serve.payload, edgekit.cli; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in {'tensorflow', 'keras', 'tf_keras'}))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr

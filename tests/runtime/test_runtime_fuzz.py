@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from edgekit.runtime.fuzz import MUTATIONS, fuzz, mutate
+from tools.fuzz import MUTATIONS, fuzz, mutate
 
 
 def test_mutations_are_seeded_and_change_the_file():
@@ -39,7 +39,7 @@ def test_fuzzed_models_give_clean_errors_never_crash_or_hang(digits_out, target)
 @pytest.mark.slow
 def test_fuzzed_onnx_models_never_crash_or_hang(tmp_path, digits_model):
     pytest.importorskip("onnxruntime")
-    from edgekit.convert.pipeline import convert
+    from edgekit.api import convert
 
     m = convert({"model": "digits-cnn", "targets": ["onnx:int8"]}, tmp_path / "o")
     report = fuzz(tmp_path / "o" / m.artifacts[0].path, n=100, seed=3, timeout=60)

@@ -13,8 +13,8 @@ import pytest
 
 from edgekit.errors import InputError
 from edgekit.runtime.bench import BenchConfig, bench_path, report
-from edgekit.runtime.gate import check, load_baseline, parse_rules
-from edgekit.runtime.history import ResultStore, model_key_for
+from edgekit.runtime.bench.gate import check, load_baseline, parse_rules
+from edgekit.runtime.bench.history import ResultStore, model_key_for
 
 
 def _r(target="tflite:int8", p50=1.0, acc=99.0, size=1000, status="ok", threads=2, batch=1):

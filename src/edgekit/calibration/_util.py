@@ -10,26 +10,16 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.checks import non_negative_int
 from edgekit.errors import DataError
 
 # bool, signed int, unsigned int, float: what a model input or a label can be fed from.
 NUMERIC_KINDS = "biuf"
 
 
-def positive_int(value: Any, what: str, fix: str) -> int:
-    """``value`` as an ``int`` >= 1, else a DataError (bools are rejected: ``True`` is not a count)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise DataError(f"{what} must be a positive integer, got {value!r}: {fix}")
-    return int(value)
-
-
 def seed_int(value: Any) -> int:
     """A seed as a non-negative ``int``; ``None`` is refused because it would make runs irreproducible."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise DataError(
-            f"seed must be a non-negative integer, got {value!r}: pass e.g. seed=0 (runs are reproducible by design)"
-        )
-    return int(value)
+    return non_negative_int(value, "seed", fix="pass e.g. seed=0 (runs are reproducible by design)", error=DataError)
 
 
 def as_numeric(value: Any, where: str) -> np.ndarray:

@@ -14,7 +14,8 @@ from typing import Sequence
 import numpy as np
 
 from edgekit.calibration import digit_forms as forms
-from edgekit.calibration._util import parse_dtype, positive_int, seed_int
+from edgekit.calibration._util import parse_dtype, seed_int
+from edgekit.checks import positive_int
 from edgekit.calibration.dataset import Dataset
 from edgekit.errors import DataError, MissingDependencyError
 from edgekit.manifest import TensorSpec
@@ -144,7 +145,7 @@ def random_like(specs: Sequence[TensorSpec], n: int = 16, seed: int = 0, batch_d
     specs = tuple(specs)
     if not specs:
         raise DataError("random_like() got no input specs: pass the model's input TensorSpecs")
-    n = positive_int(n, "n", "pass how many random samples to make, e.g. n=16")
+    n = positive_int(n, "n", fix="pass how many random samples to make, e.g. n=16", error=DataError)
     if batch_dim not in (0, 1) or isinstance(batch_dim, bool):
         raise DataError(f"batch_dim must be 1 (specs include the batch axis) or 0 (they do not), got {batch_dim!r}")
     rng = np.random.default_rng(seed_int(seed))

@@ -20,7 +20,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from edgekit.calibration._util import as_input_array, as_numeric, cast_array, positive_int, seed_int
+from edgekit.calibration._util import as_input_array, as_numeric, cast_array, seed_int
+from edgekit.checks import positive_int
 from edgekit.errors import DataError
 from edgekit.manifest import TensorSpec
 
@@ -121,7 +122,7 @@ class Dataset:
         """
         if limit is None:
             return self
-        limit = positive_int(limit, "limit", "pass how many samples to use, or None for all of them")
+        limit = positive_int(limit, "limit", fix="pass how many samples to use, or None for all of them", error=DataError)
         n = len(self)
         if limit >= n:
             return self
@@ -142,7 +143,7 @@ class Dataset:
             >>> [y.tolist() for _, y in ds.batches(2)]
             [[0, 1], [2, 3], [4]]
         """
-        size = positive_int(batch_size, "batch_size", "pass e.g. batch_size=32")
+        size = positive_int(batch_size, "batch_size", fix="pass e.g. batch_size=32", error=DataError)
         for start in range(0, len(self), size):
             stop = start + size
             xs = [x[start:stop] for x in self.inputs]

@@ -27,7 +27,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from edgekit.calibration._util import as_numeric, positive_int
+from edgekit.calibration._util import as_numeric
+from edgekit.checks import positive_int
 from edgekit.calibration.dataset import Dataset
 from edgekit.errors import DataError
 
@@ -120,7 +121,7 @@ def from_generator(
         ((3, 2, 2), [0, 1, 2])
     """
     if limit is not None:
-        limit = positive_int(limit, "limit", "pass how many samples to read, or None for all of them")
+        limit = positive_int(limit, "limit", fix="pass how many samples to read, or None for all of them", error=DataError)
     if batched is not None and not isinstance(batched, bool):
         raise DataError(f"batched must be True, False or None, got {batched!r}: pass batched=True for batches")
     inputs: list[list[np.ndarray]] = []

@@ -44,11 +44,9 @@ def saturation(q: np.ndarray, zero_point: int | None = None) -> float:
 
 def _layer_saturation(model: Path, feeds: Sequence[Sequence[np.ndarray]], input_order: Sequence[int]) -> dict[str, float]:
     """Mean saturation per int8 activation tensor over ``feeds`` (one list of arrays per sample)."""
-    from edgekit.runtime.backends.litert import _interpreter_class, _resolver
+    from edgekit.runtime.backends.litert import open_interpreter
 
-    cls, _, _ = _interpreter_class()
-    it = cls(model_path=str(model), experimental_preserve_all_tensors=True,
-             experimental_op_resolver_type=_resolver(cls, "BUILTIN_WITHOUT_DEFAULT_DELEGATES"))
+    it = open_interpreter(model, preserve_all_tensors=True)
     it.allocate_tensors()
     ins = sorted(it.get_input_details(), key=lambda d: d["index"])
     # Activation tensors: graph inputs and op outputs (constants such as weights are neither).

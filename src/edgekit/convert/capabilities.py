@@ -1,7 +1,10 @@
 """One capability table, derived from the registries: every format x precision, its options, and
 whether this machine can convert to it and run it.
 
-Nothing here is written by hand per format: a new exporter or backend shows up by registering.
+Nothing here is written by hand per format: every format in :data:`edgekit.formats.FORMATS` shows
+up, with its exporter's precisions and declared options. Why a cell is unavailable is kept typed
+(``convert_error`` / ``run_error``), so the short table cell reads the pip extra off the error
+instead of out of its text.
 
 Example:
     >>> rows = capabilities()  # doctest: +SKIP
@@ -11,12 +14,14 @@ Example:
 
 from __future__ import annotations
 
-import re
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
-from edgekit.convert.exporters import exporter_names, get_exporter
-from edgekit.errors import EdgekitError
+from edgekit import formats
+from edgekit.convert.exporters import get_exporter
+from edgekit.errors import EdgekitError, MissingDependencyError, UnsupportedError
+
+SHORT_REASON = 40  # a reason up to this long fits in the table cell as it is
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,9 @@ class Capability:
         options: Exporter options that apply to this precision.
         convert: ``None`` when this machine can convert to it, else why not and the fix.
         run: ``None`` when this machine can run (and so validate) it, else why not.
+        convert_error: ``convert`` as the typed error (a
+            :class:`~edgekit.errors.MissingDependencyError` carries the pip extra).
+        run_error: ``run`` as the typed error.
     """
 
     format: str
@@ -40,6 +48,8 @@ class Capability:
     options: tuple[str, ...]
     convert: str | None
     run: str | None
+    convert_error: EdgekitError | None = field(default=None, compare=False, repr=False)
+    run_error: EdgekitError | None = field(default=None, compare=False, repr=False)
 
     @property
     def target(self) -> str:
@@ -53,48 +63,67 @@ class Capability:
     def run_ok(self) -> bool:
         return self.run is None
 
+    @property
+    def convert_cell(self) -> str:
+        """The table cell for converting here (see :func:`short`)."""
+        return short(self.convert_error)
+
+    @property
+    def run_cell(self) -> str:
+        """The table cell for running here (see :func:`short`)."""
+        return short(self.run_error)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"target": self.target, **asdict(self), "options": list(self.options)}
+        return {"target": self.target, "format": self.format, "precision": self.precision, "suffix": self.suffix,
+                "needs_calibration": self.needs_calibration, "options": list(self.options),
+                "convert": self.convert, "run": self.run}
 
 
-def _reason(fn: Any) -> str | None:
+def _typed(fn: Callable[[], EdgekitError | None]) -> EdgekitError | None:
     try:
         return fn()
     except EdgekitError as exc:
-        return str(exc)
+        return exc
     except Exception as exc:  # noqa: BLE001 - a broken engine install must not break the listing
-        return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        return UnsupportedError(f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
+
+
+def _run_error(fmt: str) -> EdgekitError | None:
+    from edgekit.runtime.backends import get_backend
+
+    return get_backend(fmt).unavailable()
 
 
 def capabilities() -> list[Capability]:
-    """Every registered format x precision with this machine's availability, in registry order."""
-    from edgekit.runtime.backends import get_backend
-
+    """Every format in :data:`edgekit.formats.FORMATS` x its precisions, with this machine's availability."""
     rows = []
-    for fmt in exporter_names():
+    for fmt in formats.format_names():
         exp = get_exporter(fmt)
-        convert = _reason(exp.unavailable_reason)
-        run = _reason(lambda: get_backend(fmt).unavailable_reason())
-        applies = getattr(exp, "applies_to", None)
+        convert = _typed(exp.unavailable)
+        run = _typed(lambda: _run_error(fmt))
         for p in exp.precisions:
-            opts = tuple(k for k in exp.options if applies is None or p in applies.get(k, ()))
-            rows.append(Capability(fmt, p, exp.suffix, p in exp.needs_calibration, opts, convert, run))
+            opts = tuple(o.name for o in exp.options if o.applies(p))
+            rows.append(Capability(fmt, p, formats.FORMATS[fmt].suffix, p in exp.needs_calibration, opts,
+                                   None if convert is None else str(convert), None if run is None else str(run),
+                                   convert, run))
     return rows
 
 
-def short(reason: str | None) -> str:
-    """A table cell for a reason: available, the pip command, or the reason when it is short.
+def short(error: EdgekitError | str | None) -> str:
+    """A table cell for why a cell is unavailable: available, the pip command, or the reason when short.
 
     Example:
-        >>> short(None), short("onnxruntime is not installed (needed for x): pip install 'edgekit[onnx]'")
+        >>> short(None), short(MissingDependencyError("onnxruntime", "onnx", "x"))
         ('✅ available', "⛔ missing: pip install 'edgekit[onnx]'")
+        >>> short(UnsupportedError("CoreML runs only on macOS"))
+        '⛔ CoreML runs only on macOS'
     """
-    if reason is None:
+    if error is None:
         return "✅ available"
-    pip = re.search(r"pip install '[^']+'", reason)
-    if pip:
-        return f"⛔ missing: {pip.group(0)}"
-    if len(reason) <= 40:
+    if isinstance(error, MissingDependencyError):
+        return f"⛔ missing: {error.install}"
+    reason = str(error)
+    if len(reason) <= SHORT_REASON:
         return f"⛔ {reason}"
     if "GPU" in reason:
         return "⛔ needs an NVIDIA GPU (see below)"

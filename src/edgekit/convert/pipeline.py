@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from edgekit import __version__
+from edgekit import __version__, formats
 from edgekit.calibration import Dataset, open_dataset, random_like
 from edgekit.convert import _files
 from edgekit.convert.exporters import check_target
@@ -25,7 +25,7 @@ from edgekit.convert.exporters.base import require_calibration
 from edgekit.convert.recipe import Recipe, Target
 from edgekit.convert.source import SourceModel, load_source
 from edgekit.convert.validate import compare, judge
-from edgekit.errors import EdgekitError, InputError, RecipeError
+from edgekit.errors import BackendError, EdgekitError, InputError, RecipeError, error_kind
 from edgekit.manifest import (ERROR, FAILED, MANIFEST_NAME, NOT_VALIDATED, PASSED, UNSUPPORTED, Artifact, Manifest,
                               TensorSpec, sha256_file)
 
@@ -49,13 +49,16 @@ def convert(recipe: Recipe | Mapping[str, Any], out_dir: str | os.PathLike[str],
         out_dir: Folder for the artifacts and ``manifest.json``; must be empty unless ``force``.
         force: Replace a previous edgekit output in ``out_dir``.
         progress: Called with one-line progress messages.
-        model: An in-memory Keras model to use instead of ``recipe.model`` (API users).
+        model: What to load instead of ``recipe.model``: an in-memory Keras model (API users), or a
+            :class:`~edgekit.convert.source.ModelProvider` (how :func:`edgekit.api.convert` passes
+            zoo names, which this package does not know).
 
     Returns:
         The manifest (also written to ``out_dir/manifest.json``). Check ``manifest.ok``.
 
     Example:
-        >>> m = convert({"model": "digits-cnn", "targets": ["tflite:fp32", "tflite:int8"]}, "out/")  # doctest: +SKIP
+        >>> m = convert({"model": "model.keras", "calib": "calib.npz", "eval": "eval.npz",
+        ...              "targets": ["tflite:fp32", "tflite:int8"]}, "out/")  # doctest: +SKIP
         >>> [(a.target, a.status) for a in m.artifacts]  # doctest: +SKIP
         [('tflite:fp32', 'passed'), ('tflite:int8', 'passed')]
     """
@@ -152,13 +155,9 @@ def _prepare_out_dir(out: Path, force: bool) -> None:
 
 
 def _data(recipe: Recipe, source: SourceModel) -> tuple[Dataset | None, Dataset, str]:
-    zoo = None
-    if source.zoo:
-        from edgekit.models import get_entry
-
-        zoo = get_entry(source.zoo)
-    calib_spec = recipe.calib or (zoo.calib_data if zoo else None)
-    eval_spec = recipe.eval or (zoo.eval_data if zoo else None)
+    # The recipe's data first, else what the model came with (a zoo model's bundled splits).
+    calib_spec = recipe.calib or source.data.calib
+    eval_spec = recipe.eval or source.data.eval
     dtypes = [s.dtype for s in source.inputs]
     calib = open_dataset(calib_spec, limit=recipe.calib_limit, seed=recipe.seed, **_image_options(calib_spec, source, recipe))
     if calib is not None:
@@ -172,12 +171,8 @@ def _data(recipe: Recipe, source: SourceModel) -> tuple[Dataset | None, Dataset,
 
 
 def _train_data(recipe: Recipe, source: SourceModel) -> Dataset:
-    """Labelled training data for the stages: the recipe's, else the zoo entry's training split."""
-    spec = recipe.train
-    if spec is None and source.zoo:
-        from edgekit.models import get_entry
-
-        spec = get_entry(source.zoo).train_data
+    """Labelled training data for the stages: the recipe's, else the model's own (a zoo training split)."""
+    spec = recipe.train if recipe.train is not None else source.data.train
     if spec is None:
         raise InputError(
             "stages need training data: pass --train data.npz (x and labels y), an image folder with one "
@@ -210,11 +205,11 @@ def _one_target(target: Target, exporter: Any, recipe: Recipe, source: SourceMod
                 evald: Dataset, reference: list[np.ndarray], out: Path, say: Progress,
                 original: list[np.ndarray] | None = None) -> Artifact:
     base = {"target": target.display, "format": target.format, "precision": target.precision, "options": target.opts}
-    reason = exporter.unavailable_reason()
-    if reason:
-        say(f"  {target.display}: unsupported here: {reason}")
-        return Artifact(status=UNSUPPORTED, error=reason, **base)
-    final = out / f"{target.label}{exporter.suffix}"
+    missing = exporter.unavailable()
+    if missing is not None:
+        say(f"  {target.display}: unsupported here: {missing}")
+        return Artifact(status=UNSUPPORTED, error=str(missing), error_kind="unsupported", **base)
+    final = out / f"{target.label}{formats.FORMATS[target.format].suffix}"
     staging = out / f".{final.name}.partial"
     t0 = time.perf_counter()
     try:
@@ -222,11 +217,13 @@ def _one_target(target: Target, exporter: Any, recipe: Recipe, source: SourceMod
         _files.place(staging, final)  # atomic: a reader sees no artifact or the whole one (file or folder)
     except EdgekitError as exc:
         say(f"  {target.display}: export failed: {exc}")
-        return Artifact(status=ERROR, error=str(exc), seconds=round(time.perf_counter() - t0, 3), **base)
+        return Artifact(status=ERROR, error=str(exc), seconds=round(time.perf_counter() - t0, 3),
+                        error_kind=error_kind(exc), error_tool=getattr(exc, "tool", None), **base)
     except Exception as exc:  # noqa: BLE001 - an exporter bug must not discard the other targets
         msg = f"{type(exc).__name__}: {' '.join(str(exc).split())[:400]}"
         say(f"  {target.display}: export failed: {msg}")
-        return Artifact(status=ERROR, error=msg, seconds=round(time.perf_counter() - t0, 3), **base)
+        return Artifact(status=ERROR, error=msg, seconds=round(time.perf_counter() - t0, 3), error_kind="edgekit",
+                        **base)
     finally:
         _files.remove(staging)
     seconds = round(time.perf_counter() - t0, 3)
@@ -240,6 +237,7 @@ def _one_target(target: Target, exporter: Any, recipe: Recipe, source: SourceMod
         "outputs": result.outputs,
         "seconds": seconds,
         "sparsity": _file_sparsity(final),
+        "notes": tuple(result.notes),
     }
     base["options"] = {**target.opts, **result.options}
     say(f"  {target.display}: wrote {final.name} ({nbytes / 1024:.1f} KiB, {seconds:.1f}s); validating")
@@ -247,13 +245,15 @@ def _one_target(target: Target, exporter: Any, recipe: Recipe, source: SourceMod
     if cannot_run:
         # Exported but not runnable here (CoreML off macOS, an engine not installed): say so, never "passed".
         say(f"  {target.display}: not validated: {cannot_run}")
-        return Artifact(status=NOT_VALIDATED, error=f"not validated: {cannot_run}", **files, **base)
+        return Artifact(status=NOT_VALIDATED, error=f"not validated: {cannot_run}", error_kind="unsupported",
+                        **files, **base)
     try:
         metrics = _validate(final, source, evald, reference, original)
     except Exception as exc:  # noqa: BLE001
         msg = str(exc) if isinstance(exc, EdgekitError) else f"{type(exc).__name__}: {exc}"
         say(f"  {target.display}: could not validate: {msg}")
-        return Artifact(status=ERROR, error=f"validation could not run: {msg}", **files, **base)
+        return Artifact(status=ERROR, error=f"validation could not run: {msg}", error_kind=error_kind(exc),
+                        **files, **base)
     why = judge(metrics, recipe.tolerance(target.precision))
     metrics["tolerance"] = recipe.tolerance(target.precision).__dict__
     status = FAILED if why else PASSED
@@ -265,9 +265,10 @@ def _runtime_unavailable(fmt: str) -> str | None:
     from edgekit.runtime.backends import get_backend
 
     try:
-        return get_backend(fmt).unavailable_reason()
+        missing = get_backend(fmt).unavailable()
     except EdgekitError as exc:  # no backend registered for this format
-        return str(exc)
+        missing = exc
+    return None if missing is None else str(missing)
 
 
 def _file_sparsity(file: Path) -> dict[str, Any] | None:
@@ -287,9 +288,14 @@ def _validate(file: Path, source: SourceModel, evald: Dataset, reference: list[n
     """
     from edgekit.runtime import load, run_batched
 
-    session = load(file)
-    # Feed by name: the artifact may order its inputs differently from the Keras model.
-    outs = run_batched(session, {s.name: a for s, a in zip(source.inputs, evald.inputs)})
+    try:
+        session = load(file)
+        # Feed by name: the artifact may order its inputs differently from the Keras model.
+        outs = run_batched(session, {s.name: a for s, a in zip(source.inputs, evald.inputs)})
+    except EdgekitError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the engine's own exception types: its refusal, recorded as such
+        raise BackendError(f"{type(exc).__name__}: {exc}") from exc
     ref_names = [s.name for s in source.outputs]
     if sorted(session.output_names) == sorted(ref_names):
         order = [session.output_names.index(n) for n in ref_names]  # match outputs by name
@@ -322,16 +328,9 @@ def _save_eval(evald: Dataset, out: Path) -> str | None:
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    v = {"edgekit": __version__, "python": sys.version.split()[0], "platform": platform.platform()}
-    for dist in ("tensorflow", "keras", "tf-keras", "ai-edge-litert", "numpy", "tf2onnx", "onnx", "onnxruntime",
-                 "coremltools", "tensorrt"):
-        try:
-            v[dist] = version(dist)
-        except PackageNotFoundError:
-            pass
-    return v
+    # Every format's converter and engine, from the one table.
+    return {"edgekit": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
+            **formats.installed_versions()}
 
 
 __all__ = ["convert", "EVAL_FILE", "TensorSpec"]

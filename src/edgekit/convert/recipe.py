@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from edgekit.checks import known_key, positive_int
 from edgekit.convert.stages.config import parse_stages
 from edgekit.registry import did_you_mean
 from edgekit.errors import RecipeError
@@ -228,18 +229,13 @@ class Recipe:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise RecipeError(f"recipe lists target(s) {dupes} more than once")
-        if not isinstance(self.calib_limit, int) or self.calib_limit < 1:
-            raise RecipeError(f"calib_limit must be a positive integer, got {self.calib_limit!r}")
-        if self.eval_limit is not None and (not isinstance(self.eval_limit, int) or self.eval_limit < 1):
-            raise RecipeError(f"eval_limit must be a positive integer or null, got {self.eval_limit!r}")
-        bad = [k for k, _ in self.images if k not in IMAGE_OPTIONS]
-        if bad:
-            raise RecipeError(f"unknown image option {bad[0]!r}; known: {', '.join(IMAGE_OPTIONS)}")
+        positive_int(self.calib_limit, "calib_limit")
+        positive_int(self.eval_limit, "eval_limit", allow_none=True, fix="null uses all the evaluation data")
+        for k, _ in self.images:
+            known_key(k, IMAGE_OPTIONS, "image option")
         for precision, items in self.tolerances:
             Tolerance.for_precision(precision, dict(items))  # validates names and values early
-        if self.train_limit is not None and (not isinstance(self.train_limit, int) or isinstance(self.train_limit, bool)
-                                             or self.train_limit < 1):
-            raise RecipeError(f"train_limit must be a positive integer or null (all), got {self.train_limit!r}")
+        positive_int(self.train_limit, "train_limit", allow_none=True, fix="null uses all the training data")
         object.__setattr__(self, "stages", parse_stages(self.stages))
 
     def tolerance(self, precision: str) -> Tolerance:

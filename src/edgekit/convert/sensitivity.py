@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from edgekit._quiet import captured_output
+from edgekit.quiet import captured_output
 
 
 @dataclass(frozen=True)
@@ -84,12 +84,14 @@ def rank_rows(rows: Sequence[Mapping[str, str]], producers: Mapping[str, tuple[s
 
 def producer_map(float_model: bytes) -> dict[str, tuple[str, ...]]:
     """Op output name -> names of the ops producing its inputs, read from a float ``.tflite``."""
-    from edgekit.runtime.backends.litert import _interpreter_class, _resolver
+    from edgekit.runtime.backends.litert import LiteRTBackend, open_interpreter
 
-    cls, _, _ = _interpreter_class()
+    missing = LiteRTBackend().unavailable()
+    if missing is not None:
+        raise missing
     try:
         # No delegates and no allocate: we want the original op graph, not XNNPACK's fused one.
-        it = cls(model_content=float_model, experimental_op_resolver_type=_resolver(cls, "BUILTIN_WITHOUT_DEFAULT_DELEGATES"))
+        it = open_interpreter(model_content=float_model)
         names = {t["index"]: t["name"] for t in it.get_tensor_details()}
         ops = it._get_ops_details()
     except Exception:  # noqa: BLE001 - without the graph the search still works, just less precisely
@@ -115,7 +117,7 @@ def tflite_sensitivity(converter_factory: Any, representative: Any) -> list[Laye
         representative: Zero-argument generator function yielding lists of input arrays in the
             converted model's input order (the debugger feeds them positionally).
     """
-    from edgekit.convert._tf import tf
+    from edgekit.convert.tf_env import tf
 
     t = tf()
     with captured_output():

@@ -1,10 +1,16 @@
-"""Load the model to convert: Keras 3 / tf_keras ``.keras`` files, ``.h5``, SavedModel folders, zoo names.
+"""Load the model to convert: Keras 3 / tf_keras ``.keras`` files, ``.h5``, SavedModel folders,
+in-memory Keras models, and models another package provides by name.
 
 Whatever the source, the pipeline gets a :class:`SourceModel` with the same four things: input and
 output specs, a reference ``predict`` and a TensorFlow concrete function to convert.
 
+Names that are not files (the zoo's ``digits-cnn``) are not resolved here: ``edgekit.convert``
+knows no catalogue of models. The caller turns such a name into a :class:`ModelProvider` (the zoo
+does, see ``edgekit.zoo.resolve``) and the pipeline calls it at its load step, so a model that has
+to be trained is trained only after the recipe, the targets and the output folder were checked.
+
 Example:
-    >>> src = load_source("digits-cnn")  # doctest: +SKIP
+    >>> src = load_source("model.keras")  # doctest: +SKIP
     >>> [s.describe() for s in src.inputs]  # doctest: +SKIP
     ['image[?x8x8x1] float32']
 """
@@ -19,11 +25,11 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from edgekit.convert._tf import keras, tf, tf_keras
+from edgekit.convert.tf_env import keras, tf, tf_keras
 from edgekit.errors import ModelError
 from edgekit.manifest import TensorSpec, sha256_file
 
@@ -32,6 +38,39 @@ TF_KERAS = "tf_keras"
 SAVED_MODEL = "saved_model"
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+InputSpec = tuple[str, tuple[int | None, ...], str]  # (name, per-sample shape, dtype)
+
+
+@dataclass(frozen=True)
+class DefaultData:
+    """Data a model comes with (a zoo model's bundled splits), used where the recipe names none.
+
+    Each field is a data spec as :func:`edgekit.calibration.open_dataset` reads it.
+
+    Example:
+        >>> DefaultData(eval="digits:eval").calib is None
+        True
+    """
+
+    calib: str | None = None
+    eval: str | None = None
+    train: str | None = None
+
+
+@runtime_checkable
+class ModelProvider(Protocol):
+    """A model supplied by another package (the zoo), loaded at the pipeline's load step.
+
+    ``provide`` builds, trains or loads the model (``seed`` makes training reproducible,
+    ``allow_unsafe`` is the recipe's, for files) and returns it as a :class:`SourceModel`, usually
+    made with :func:`from_keras` (and its ``data``) or :func:`load_source`.
+    """
+
+    name: str
+
+    def provide(self, *, seed: int, allow_unsafe: bool, progress: Callable[[str], None] | None) -> "SourceModel":
+        ...
 
 
 @dataclass
@@ -46,6 +85,7 @@ class SourceModel:
         outputs: Output specs in the model's order.
         sha256: Hash of the source file/folder (``None`` for zoo models built in memory).
         zoo: The zoo entry name when the model came from the zoo.
+        data: Data the model comes with, used where the recipe gives no calib/eval/train data.
     """
 
     name: str
@@ -55,6 +95,7 @@ class SourceModel:
     outputs: tuple[TensorSpec, ...]
     sha256: str | None = None
     zoo: str | None = None
+    data: DefaultData = field(default_factory=DefaultData)
     _export_dir: str | None = field(default=None, repr=False)
     _tmp: Any = field(default=None, repr=False)
 
@@ -99,7 +140,7 @@ class SourceModel:
             out = model(list(args) if len(args) > 1 else args[0], training=False)
             return dict(zip(names, _as_list(out, model)))
 
-        from edgekit._quiet import captured_output
+        from edgekit.quiet import captured_output
 
         with captured_output() as cap:
             try:
@@ -184,51 +225,54 @@ def keras_specs(model: Any) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, .
     return ins, outs
 
 
-def from_keras(model: Any, name: str | None = None, *, sha256: str | None = None, zoo: str | None = None) -> SourceModel:
+def from_keras(model: Any, name: str | None = None, *, sha256: str | None = None, zoo: str | None = None,
+               inputs: Sequence[InputSpec] | None = None, data: DefaultData | None = None) -> SourceModel:
     """Wrap an in-memory Keras 3 or tf_keras model.
+
+    Args:
+        model: The Keras model (functional, sequential or subclassed).
+        name: What the manifest calls the source (default: the model's name).
+        sha256: Hash of the file it was loaded from.
+        zoo: The zoo name it came from (recorded in the manifest's source).
+        inputs: ``(name, per-sample shape, dtype)`` per input, for a subclassed model that has no
+            ``inputs`` of its own; ``None`` uses the shape Keras recorded when it was built.
+        data: Default calib/eval/train data that comes with the model.
 
     Example:
         >>> src = from_keras(my_model)  # doctest: +SKIP
     """
     kind = TF_KERAS if type(model).__module__.startswith("tf_keras") else KERAS3
     if not getattr(model, "inputs", None) and hasattr(model, "call"):
-        # A subclassed model: wrap it in a functional one (zoo input spec, else the built shape).
+        # A subclassed model: wrap it in a functional one (the declared inputs, else the built shape).
         from edgekit.convert.subclassed import as_functional
 
-        specs = None
-        if zoo:
-            from edgekit.models import get_entry
-
-            specs = get_entry(zoo).inputs
-        model = as_functional(model, specs, tf_keras=kind == TF_KERAS)
+        model = as_functional(model, inputs, tf_keras=kind == TF_KERAS)
     ins, outs = keras_specs(model)
-    return SourceModel(name or model.name, kind, model, ins, outs, sha256=sha256, zoo=zoo)
+    return SourceModel(name or model.name, kind, model, ins, outs, sha256=sha256, zoo=zoo,
+                       data=data or DefaultData())
 
 
 def load_source(spec: str | Any, *, allow_unsafe: bool = False, seed: int = 0, progress=None) -> SourceModel:
-    """Load a model from a path, a zoo name or an in-memory Keras model.
+    """Load a model from a path, a :class:`ModelProvider`, a :class:`SourceModel` or an in-memory Keras model.
 
     Args:
-        spec: ``.keras`` / ``.h5`` file, SavedModel folder, zoo name, or a Keras model object.
+        spec: ``.keras`` / ``.h5`` file, SavedModel folder, a provider (how the zoo's names arrive),
+            an already loaded :class:`SourceModel`, or a Keras model object.
         allow_unsafe: Let Keras deserialise ``Lambda`` layers (arbitrary Python). Only for files you trust.
-        seed: Training seed for zoo models.
+        seed: Passed to a provider (the training seed of zoo models).
         progress: Callback for one-line progress messages.
 
     Raises:
-        ModelError: missing file, not a model, unsafe ``Lambda`` code, unknown zoo name.
+        ModelError: missing file, not a model, unsafe ``Lambda`` code.
     """
+    if isinstance(spec, SourceModel):
+        return spec
+    if isinstance(spec, ModelProvider):
+        return spec.provide(seed=seed, allow_unsafe=allow_unsafe, progress=progress)
     if not isinstance(spec, (str, Path)):
         return from_keras(spec)
     path = Path(spec)
     if not path.exists():
-        from edgekit.models import ZOO, get_entry
-
-        if str(spec) in ZOO or (not path.suffix and "/" not in str(spec)):
-            get_entry(str(spec))  # raises with close matches
-            from edgekit.models import train
-
-            model = train(str(spec), seed=seed, progress=progress)
-            return from_keras(model, str(spec), zoo=str(spec))
         raise ModelError(f"model {str(spec)!r} does not exist (expected a .keras/.h5 file, a SavedModel folder or a zoo name)")
     if path.is_dir():
         if not (path / "saved_model.pb").is_file() and not (path / "saved_model.pbtxt").is_file():
@@ -305,16 +349,14 @@ def _load_keras_file(path: Path, allow_unsafe: bool) -> Any:
 
 
 def _load_keras3(path: Path, allow_unsafe: bool) -> Any:
-    from edgekit._quiet import captured_output
-    from edgekit.models.training import register_custom_objects
+    from edgekit.quiet import captured_output
 
-    register_custom_objects()  # files exported from the zoo name edgekit's custom layers
     with captured_output():
         return keras().saving.load_model(path, compile=False, safe_mode=not allow_unsafe)
 
 
 def _load_tf_keras(path: Path, allow_unsafe: bool) -> Any:
-    from edgekit._quiet import captured_output
+    from edgekit.quiet import captured_output
 
     k2 = tf_keras()
     with captured_output():

@@ -79,8 +79,8 @@ def as_functional(model: Any, inputs: Sequence[InputSpec] | None = None, *, tf_k
         >>> as_functional(model, [("image", (8, 8, 1), "float32")]).inputs[0].shape  # doctest: +SKIP
         (None, 8, 8, 1)
     """
-    from edgekit.convert._tf import keras
-    from edgekit.convert._tf import tf_keras as keras2
+    from edgekit.convert.tf_env import keras
+    from edgekit.convert.tf_env import tf_keras as keras2
 
     name = getattr(model, "name", type(model).__name__)
     specs = list(inputs) if inputs else recorded_inputs(model)

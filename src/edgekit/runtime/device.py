@@ -24,18 +24,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from edgekit.formats import engine_modules
+
 # The ISA features that decide which kernels an engine can use.
 _FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "fma", "f16c", "neon", "asimd", "asimddp",
           "asimdhp", "sve", "i8mm", "fphp")
-# Engines the runtime can use, by import name -> distribution and extra to install.
-ENGINES = {
-    "ai_edge_litert": ("ai-edge-litert", "tflite"),
-    "tflite_runtime": ("tflite-runtime", "tflite"),
-    "onnxruntime": ("onnxruntime", "onnx"),
-    "tensorrt": ("tensorrt", "tensorrt"),
-    "coremltools": ("coremltools", "coreml"),
-    "tensorflow": ("tensorflow", "convert"),
-}
 
 
 def _read(root: Path, path: str) -> str:
@@ -116,17 +109,25 @@ def nvidia_gpus(root: str | os.PathLike[str] = "/", use_smi: bool = True) -> lis
 
 
 def engines() -> dict[str, str | None]:
-    """Installed inference engines: import name -> version (or ``None`` if absent). Imports nothing."""
+    """Installed inference engines: import name -> version (or ``None`` if absent). Imports nothing.
+
+    The engines are those of every format in :data:`edgekit.formats.FORMATS` (TensorFlow included:
+    it is the TF-TRT engine); a version is read from the first of the engine's distributions that
+    is installed (``onnxruntime-gpu`` installs the ``onnxruntime`` module too).
+
+    Example:
+        >>> {"ai_edge_litert", "onnxruntime", "tensorflow"} <= set(engines())
+        True
+    """
     from importlib.metadata import PackageNotFoundError, version
 
     found: dict[str, str | None] = {}
-    for mod, (dist, _) in ENGINES.items():
+    for mod, (dists, _) in engine_modules().items():
         if importlib.util.find_spec(mod) is None:
             found[mod] = None
             continue
         found[mod] = "unknown"
-        # onnxruntime-gpu (Jetson, CUDA desktops) installs the same module under another name.
-        for name in (dist, f"{dist}-gpu"):
+        for name in dists:
             try:
                 found[mod] = version(name)
                 break

@@ -1,10 +1,15 @@
 """``edgekit doctor``: what this device is, which engines it has, which targets it can run, and the
 exact install command for what is missing.
 
+Every format in :data:`edgekit.formats.FORMATS` is listed, so a format registered there shows up
+here with no other edit; what to install comes from the same table.
+
 Example:
     >>> report = diagnose()
     >>> "device" in report and "backends" in report
     True
+    >>> sorted(report["backends"]["tflite"])
+    ['available', 'install', 'reason']
 """
 
 from __future__ import annotations
@@ -13,17 +18,10 @@ import importlib.util
 import sys
 from typing import Any
 
-from edgekit.runtime.backends.base import REGISTRY as BACKENDS
-from edgekit.runtime.device import device_info, describe_throttled, throttling
-
-# What to install for each backend, by platform where it differs (Jetson has no onnxruntime-gpu on PyPI).
-INSTALL = {
-    "tflite": "pip install 'edgekit[tflite]'",
-    "onnx": "pip install 'edgekit[onnx]'",
-    "coreml": "pip install 'edgekit[coreml]'  (runs on macOS only)",
-    "tensorrt": "pip install tensorrt  (desktop) / use JetPack's python3-libnvinfer (Jetson): see Dockerfile.jetson",
-    "tftrt": "a TensorRT-enabled TensorFlow: NVIDIA's Jetson wheels or NGC containers (see Dockerfile.jetson)",
-}
+from edgekit.errors import EdgekitError, MissingDependencyError
+from edgekit.formats import FORMATS, FormatSpec
+from edgekit.runtime.backends import get_backend
+from edgekit.runtime.device import describe_throttled, device_info, throttling
 
 
 def onnx_providers() -> list[str]:
@@ -38,24 +36,50 @@ def onnx_providers() -> list[str]:
         return []
 
 
-def diagnose() -> dict[str, Any]:
-    """Device, engines, ONNX Runtime providers, and per backend: available or how to get it."""
-    from edgekit.runtime.backends import get_backend
+def install_hint(spec: FormatSpec, err: EdgekitError | None) -> str | None:
+    """What to run so ``spec``'s engine works here (``None`` when it already does).
 
+    The table's own instruction wins (TensorRT and TF-TRT are not a pip extra away); otherwise the
+    extra the error names, falling back to the format's extra.
+
+    Example:
+        >>> from edgekit.errors import MissingDependencyError
+        >>> install_hint(FORMATS["onnx"], MissingDependencyError("onnxruntime", "onnx"))
+        "pip install 'edgekit[onnx]'"
+        >>> install_hint(FORMATS["onnx"], None) is None
+        True
+    """
+    if err is None:
+        return None
+    if spec.install is None and isinstance(err, MissingDependencyError):
+        return err.install
+    return spec.install_hint
+
+
+def backend_status(fmt: str) -> dict[str, Any]:
+    """``{"available", "reason", "install"}`` for one format's backend on this machine.
+
+    Example:
+        >>> backend_status("tflite")["available"]
+        True
+    """
+    spec = FORMATS[fmt]
+    try:
+        err = get_backend(fmt).unavailable()
+    except Exception as exc:  # noqa: BLE001 - a broken plug-in is reported, not fatal
+        return {"available": False, "reason": f"{type(exc).__name__}: {exc}", "install": spec.install_hint}
+    return {"available": err is None, "reason": None if err is None else str(err), "install": install_hint(spec, err)}
+
+
+def diagnose() -> dict[str, Any]:
+    """Device, engines, ONNX Runtime providers, and per format: available or how to get it."""
     info = device_info()
-    backends = {}
-    for fmt in sorted(BACKENDS):
-        try:
-            reason = get_backend(fmt).unavailable_reason()
-        except Exception as exc:  # noqa: BLE001
-            reason = f"{type(exc).__name__}: {exc}"
-        backends[fmt] = {"available": reason is None, "reason": reason, "install": None if reason is None else INSTALL.get(fmt)}
     thr = throttling()
     return {
         "device": info,
         "python": sys.version.split()[0],
         "onnx_providers": onnx_providers(),
-        "backends": backends,
+        "backends": {fmt: backend_status(fmt) for fmt in sorted(FORMATS)},
         "throttling": describe_throttled(thr["throttled"]),
         "cpu_khz": thr["cpu_khz"],
     }

@@ -8,7 +8,7 @@ import platform
 
 import pytest
 
-from edgekit.convert.pipeline import convert
+from edgekit.api import convert
 from edgekit.errors import BackendError, EdgekitError, RecipeError
 from edgekit.manifest import Manifest, artifact_bytes, sha256_file
 

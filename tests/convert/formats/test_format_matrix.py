@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from edgekit.calibration import from_arrays
-from edgekit.convert.exporters import REGISTRY, check_target, exporter_names, get_exporter
+from edgekit.convert.exporters import check_target, exporter_names, get_exporter
+from edgekit.formats import FORMATS
 from edgekit.convert.pipeline import convert
 from edgekit.errors import UnsupportedError
 from edgekit.manifest import NOT_VALIDATED, PASSED, UNSUPPORTED
@@ -105,8 +106,8 @@ def converted(request, tmp_path_factory):
 
 
 def test_matrix_is_derived_from_the_registry():
-    assert {"tflite", "onnx", "coreml", "tftrt", "tensorrt"} <= set(REGISTRY)
-    assert len(CELLS) == sum(len(get_exporter(f).precisions) for f in REGISTRY)
+    assert {"tflite", "onnx", "coreml", "tftrt", "tensorrt"} <= set(FORMATS) == set(exporter_names())
+    assert len(CELLS) == sum(len(get_exporter(f).precisions) for f in FORMATS)
     assert ("onnx", "int8") in CELLS and ("coreml", "palettized") in CELLS and ("tensorrt", "fp16") in CELLS
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from edgekit.calibration import digits
 from edgekit.convert.exporters import _tf2onnx
-from edgekit.convert.pipeline import convert
+from edgekit.api import convert
 from edgekit.errors import InputError, RecipeError
 
 onnx = pytest.importorskip("onnx")

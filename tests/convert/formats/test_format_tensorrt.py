@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edgekit.convert.exporters import get_exporter
-from edgekit.convert.pipeline import convert
+from edgekit.api import convert
 from edgekit.errors import BackendError, EdgekitError, MissingDependencyError, RecipeError
 from edgekit.runtime.backends import get_backend
 

@@ -86,7 +86,7 @@ def test_cli_qat_unsupported_layer_is_one_line_exit_2(files: Path, tmp_path):
 
 
 def test_stages_need_labelled_training_data(files: Path, tmp_path):
-    from edgekit.convert.pipeline import convert
+    from edgekit.api import convert
 
     base = {"model": str(files / "model.keras"), "targets": ["tflite:fp32"], "stages": ["qat"]}
     with pytest.raises(InputError, match="stages need training data: pass --train"):

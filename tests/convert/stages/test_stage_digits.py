@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgekit.convert.pipeline import convert
+from edgekit.api import convert
 
 
 @pytest.mark.slow

@@ -122,7 +122,7 @@ def test_multi_worker_needs_tf_config(monkeypatch):
     with pytest.raises(RecipeError, match="TF_CONFIG is not JSON with 'cluster' and 'task' keys"):
         strategy_for(FitConfig(strategy="multi_worker"))
     # TensorFlow refuses the strategy once it has run anything: say how to fix it, no traceback.
-    from edgekit.convert._tf import tf
+    from edgekit.convert.tf_env import tf
 
     float(tf().reduce_sum(tf().ones(2)))
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 0}}))

@@ -9,7 +9,7 @@ import pytest
 
 from edgekit.convert.recipe import Recipe
 from edgekit.convert.stages.config import FitConfig, PruneConfig, QatConfig, parse_stages
-from edgekit.convert.stages.flags import cli_stages
+from edgekit.convert.flags import cli_stages
 from edgekit.errors import RecipeError
 from edgekit.manifest import Artifact, Manifest
 
@@ -145,7 +145,7 @@ def test_stage_configs_do_not_import_tensorflow():
     assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr
 
 
-@pytest.mark.parametrize("module", ["edgekit.convert.stages", "edgekit.convert.stages.config", "edgekit.convert.stages.flags",
+@pytest.mark.parametrize("module", ["edgekit.convert.stages", "edgekit.convert.stages.config", "edgekit.convert.flags",
                                     "edgekit.convert.stages.sparsity", "edgekit.convert.stages.prune",
                                     "edgekit.convert.stages.fit", "edgekit.convert.stages.keras2"])
 def test_stage_docstring_examples_run(module):

@@ -23,7 +23,7 @@ ort = pytest.importorskip("onnxruntime")
 @pytest.fixture(scope="module")
 def mixed_out(tmp_path_factory, digits_model):
     """digits-cnn as ONNX, TFLite, CoreML and TF-TRT targets in one folder."""
-    from edgekit.convert.pipeline import convert
+    from edgekit.api import convert
 
     out = tmp_path_factory.mktemp("digits-mixed")
     targets = ["onnx:fp32", "onnx:int8", "tflite:fp32", "tflite:int8", "coreml:fp16", "tftrt:fp32"]

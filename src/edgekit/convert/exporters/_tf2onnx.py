@@ -21,9 +21,9 @@ import importlib.util
 import logging
 from typing import Any, Callable
 
-from edgekit._quiet import captured_output
-from edgekit.convert._tf import tf
-from edgekit.errors import ExportError, MissingDependencyError
+from edgekit.quiet import captured_output
+from edgekit.convert.tf_env import tf
+from edgekit.errors import ConverterError, ExportError, MissingDependencyError
 
 DEFAULT_OPSET = 17
 # tf2onnx 1.17 knows opsets up to 18; below 13 there is no per-channel QDQ (int8 needs it).
@@ -31,22 +31,18 @@ OPSETS = tuple(range(13, 19))
 BATCH_DIM = "batch"
 
 
-def _missing() -> MissingDependencyError | None:
+def missing_converter() -> MissingDependencyError | None:
+    """Why the ONNX converter cannot run here (``None`` when it can), without importing it.
+
+    Example:
+        >>> err = missing_converter()
+        >>> err is None or err.install == "pip install 'edgekit[convert]'"
+        True
+    """
     for module in ("tensorflow", "tf2onnx", "onnx", "onnxruntime"):
         if importlib.util.find_spec(module) is None:
             return MissingDependencyError(module, "convert", "ONNX export")
     return None
-
-
-def missing_converter() -> str | None:
-    """Why the ONNX converter cannot run here (``None`` when it can), without importing it.
-
-    Example:
-        >>> missing_converter() is None or "pip install 'edgekit[convert]'" in missing_converter()
-        True
-    """
-    err = _missing()
-    return str(err) if err else None
 
 
 def onnx_model(source: Any, opset: int = DEFAULT_OPSET) -> tuple[Any, str]:
@@ -73,7 +69,7 @@ def onnx_model(source: Any, opset: int = DEFAULT_OPSET) -> tuple[Any, str]:
 
 
 def _convert(source: Any, opset: int) -> tuple[bytes, str]:
-    err = _missing()
+    err = missing_converter()
     if err:
         raise err
     import onnx
@@ -95,7 +91,7 @@ def _convert(source: Any, opset: int) -> tuple[bytes, str]:
                 msg = " ".join(str(exc).split())[:300] or type(exc).__name__
                 tail = cap.tail(2)
                 errors.append(f"{route} route: {msg}" + (f" [{tail}]" if tail and tail not in msg else ""))
-    raise ExportError(f"tf2onnx could not convert {source.name}: " + "; ".join(errors) + _hint(errors))
+    raise ConverterError("tf2onnx", f"tf2onnx could not convert {source.name}: " + "; ".join(errors) + _hint(errors))
 
 
 def _hint(errors: list[str]) -> str:

@@ -21,17 +21,19 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from edgekit._quiet import captured_output
-from edgekit.convert._tf import tf
-from edgekit.convert.exporters.base import ExportResult
-from edgekit.errors import ExportError, MissingDependencyError, RecipeError
+from edgekit.quiet import captured_output
+from edgekit.checks import positive_int
+from edgekit.convert.tf_env import tf
+from edgekit.convert.exporters.base import ExporterBase, ExportResult, Option, check_options
+from edgekit.errors import ConverterError, EdgekitError, ExportError, MissingDependencyError
 
 PALETTIZE_BITS = (1, 2, 3, 4, 6, 8)
 DEFAULT_PALETTIZE_BITS = 6
 DEFAULT_MAX_BATCH = 64
+TOOL = "coremltools"
 
 
-class CoreMLExporter:
+class CoreMLExporter(ExporterBase):
     """Writes ``.mlpackage`` folders (ML Program).
 
     Precisions:
@@ -47,56 +49,37 @@ class CoreMLExporter:
     Example:
         >>> CoreMLExporter().precisions
         ('fp32', 'fp16', 'int8', 'palettized')
+        >>> check_options(CoreMLExporter(), "fp32", {"palettize_bits": 4})
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.RecipeError: coreml option palettize_bits=4 does not apply to coreml:fp32; it applies to: coreml:palettized
     """
 
     format: ClassVar[str] = "coreml"
-    suffix: ClassVar[str] = ".mlpackage"
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8", "palettized")
-    options: ClassVar[Mapping[str, tuple[Any, ...] | None]] = {
-        "compute": ("fp16", "fp32"),
-        "palettize_bits": PALETTIZE_BITS,
-        "max_batch": None,
-    }
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("compute", ("fp16", "fp32"), ("int8", "palettized"), default="fp16", help="compute precision"),
+        Option("palettize_bits", PALETTIZE_BITS, ("palettized",), default=DEFAULT_PALETTIZE_BITS,
+               help="look-up table bits"),
+        Option("max_batch", check=positive_int, default=DEFAULT_MAX_BATCH, help="largest batch"),
+    )
     needs_calibration: ClassVar[tuple[str, ...]] = ()
-    applies_to: ClassVar[Mapping[str, tuple[str, ...]]] = {
-        "compute": ("int8", "palettized"),
-        "palettize_bits": ("palettized",),
-        "max_batch": ("fp32", "fp16", "int8", "palettized"),
-    }
 
-    def unavailable_reason(self) -> str | None:
+    def unavailable(self) -> EdgekitError | None:
         if importlib.util.find_spec("coremltools") is None:
-            return str(MissingDependencyError("coremltools", "coreml", "CoreML export"))
+            return MissingDependencyError("coremltools", "coreml", "CoreML export")
         if importlib.util.find_spec("tensorflow") is None:
-            return str(MissingDependencyError("tensorflow", "convert", "CoreML export"))
+            return MissingDependencyError("tensorflow", "convert", "CoreML export")
         return None
 
-    def check_options(self, precision: str, options: Mapping[str, Any]) -> None:
-        """Refuse options that do nothing for ``precision``, and a bad ``max_batch``.
-
-        Example:
-            >>> CoreMLExporter().check_options("fp32", {"palettize_bits": 4})
-            Traceback (most recent call last):
-            ...
-            edgekit.errors.RecipeError: coreml option palettize_bits=4 does not apply to coreml:fp32; it applies to: coreml:palettized
-        """
-        for key, value in options.items():
-            users = self.applies_to.get(key, ())
-            if precision not in users:
-                raise RecipeError(f"coreml option {key}={value} does not apply to coreml:{precision}; "
-                                  f"it applies to: {', '.join('coreml:' + p for p in users)}")
-        mb = options.get("max_batch", DEFAULT_MAX_BATCH)
-        if isinstance(mb, bool) or not isinstance(mb, int) or mb < 1:
-            raise RecipeError(f"coreml option max_batch must be a positive integer, got {mb!r}")
-
     def export(self, source: Any, precision: str, options: Mapping[str, Any], calib: Any, out: Path) -> ExportResult:
-        self.check_options(precision, options)
-        used: dict[str, Any] = {"max_batch": int(options.get("max_batch", DEFAULT_MAX_BATCH))}
+        check_options(self, precision, options)
+        used: dict[str, Any] = {"max_batch": int(self.setting(options, "max_batch"))}
         if precision in ("int8", "palettized"):
-            used["compute"] = options.get("compute", "fp16")
+            used["compute"] = self.setting(options, "compute")
             used["minimum_deployment_target"] = "iOS16"
         if precision == "palettized":
-            used["palettize_bits"] = int(options.get("palettize_bits", DEFAULT_PALETTIZE_BITS))
+            used["palettize_bits"] = int(self.setting(options, "palettize_bits"))
         with captured_output() as cap:
             try:
                 ct = _coremltools()
@@ -113,7 +96,7 @@ class CoreMLExporter:
                 msg = " ".join(str(exc).split())[:300] or type(exc).__name__
                 tail = cap.tail(2)
                 extra = f" [{tail}]" if tail and tail not in msg else ""
-                raise ExportError(f"CoreML conversion failed: {msg}{extra}") from None
+                raise ConverterError(TOOL, f"CoreML conversion failed: {msg}{extra}") from None
         return ExportResult(inputs=tuple(source.inputs), outputs=tuple(source.outputs), options=used,
                             notes=("CoreML models run only on macOS: validate there with edgekit bench",))
 

@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterator, Mapping
 
 from edgekit import __version__
-from edgekit._quiet import captured_output
+from edgekit.quiet import captured_output
 from edgekit.convert.exporters._tf2onnx import DEFAULT_OPSET, OPSETS, missing_converter, onnx_model
-from edgekit.convert.exporters.base import ExportResult, require_calibration
-from edgekit.errors import ExportError, InputError, RecipeError
+from edgekit.convert.exporters.base import (ExporterBase, ExportResult, Option, check_options, layer_names,
+                                            require_calibration)
+from edgekit.errors import ConverterError, EdgekitError, ExportError
 
+TOOL = "onnxruntime.quantization"
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 # Calibration runs the fp32 model over the data; for MinMax, batches of this many keep it fast
 # without changing the result. The histogram methods (entropy, percentile) stack every batch's
@@ -25,7 +27,7 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 CALIB_BATCH = 16
 
 
-class ONNXExporter:
+class ONNXExporter(ExporterBase):
     """Writes ``.onnx`` files that onnxruntime (CPU, CUDA, TensorRT EP) and TensorRT can run.
 
     Precisions:
@@ -38,79 +40,88 @@ class ONNXExporter:
     Options:
         ``opset`` (13-18, default 17) applies to every precision.
 
+    Implements :class:`~edgekit.convert.exporters.base.Int8Search` (``keep_float`` names graph nodes).
+
     Example:
         >>> ONNXExporter().precisions
         ('fp32', 'fp16', 'dynamic', 'int8')
-        >>> ONNXExporter().check_options("fp16", {"calibration": "entropy"})
+        >>> check_options(ONNXExporter(), "fp16", {"calibration": "entropy"})
         Traceback (most recent call last):
         ...
         edgekit.errors.RecipeError: onnx option calibration=entropy does not apply to onnx:fp16; it applies to: onnx:int8
     """
 
     format: ClassVar[str] = "onnx"
-    suffix: ClassVar[str] = ".onnx"
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "dynamic", "int8")
-    options: ClassVar[Mapping[str, tuple[Any, ...] | None]] = {
-        "opset": OPSETS,
-        "io": ("fp32", "fp16"),
-        "calibration": CALIBRATION_METHODS,
-        "per_channel": (True, False),
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("opset", OPSETS, default=DEFAULT_OPSET, help="ONNX opset"),
+        Option("io", ("fp32", "fp16"), ("fp16",), default="fp32", help="dtype of the model's inputs/outputs"),
+        Option("calibration", CALIBRATION_METHODS, ("int8",), default="minmax", help="activation range method"),
+        Option("per_channel", (True, False), ("dynamic", "int8"), default=False, help="per-channel weight scales"),
         # Node names to leave in float (accuracy-aware int8 writes it; onnxruntime's nodes_to_exclude).
-        "keep_float": None,
-    }
+        Option("keep_float", None, ("int8",), check=layer_names, default=(), help="nodes to leave in float"),
+    )
     needs_calibration: ClassVar[tuple[str, ...]] = ("int8",)
-    # Which precisions each option means something for (the rest are refused, not ignored).
-    applies_to: ClassVar[Mapping[str, tuple[str, ...]]] = {
-        "opset": ("fp32", "fp16", "dynamic", "int8"),
-        "io": ("fp16",),
-        "calibration": ("int8",),
-        "per_channel": ("dynamic", "int8"),
-        "keep_float": ("int8",),
-    }
 
-    def unavailable_reason(self) -> str | None:
+    def unavailable(self) -> EdgekitError | None:
         return missing_converter()
 
-    def check_options(self, precision: str, options: Mapping[str, Any]) -> None:
-        """Refuse an option that does nothing for ``precision`` (never silently ignore it)."""
-        for key, value in options.items():
-            users = self.applies_to.get(key, ())
-            if precision not in users:
-                raise RecipeError(f"onnx option {key}={value} does not apply to onnx:{precision}; "
-                                  f"it applies to: {', '.join('onnx:' + p for p in users)}")
-
     def export(self, source: Any, precision: str, options: Mapping[str, Any], calib: Any, out: Path) -> ExportResult:
-        self.check_options(precision, options)
+        check_options(self, precision, options)
         require_calibration(self, precision, calib)
-        opset = int(options.get("opset", DEFAULT_OPSET))
+        opset = int(self.setting(options, "opset"))
         model, route = onnx_model(source, opset)
         used: dict[str, Any] = {"opset": opset}
         with tempfile.TemporaryDirectory(prefix="edgekit-onnx-") as tmp, captured_output() as cap:
             try:
                 if precision == "fp16":
-                    used["io"] = options.get("io", "fp32")
+                    used["io"] = self.setting(options, "io")
                     model = _to_fp16(model, keep_io=used["io"] == "fp32")
                 elif precision == "dynamic":
-                    used["per_channel"] = bool(options.get("per_channel", False))
+                    used["per_channel"] = bool(self.setting(options, "per_channel"))
                     model = _dynamic(model, Path(tmp), used["per_channel"])
                 elif precision == "int8":
-                    used["calibration"] = options.get("calibration", "minmax")
-                    used["per_channel"] = bool(options.get("per_channel", False))
-                    keep = tuple(options.get("keep_float") or ())
+                    used["calibration"] = self.setting(options, "calibration")
+                    used["per_channel"] = bool(self.setting(options, "per_channel"))
+                    keep = layer_names(options.get("keep_float"))
                     model = _static(model, Path(tmp), calib, source, used["calibration"], used["per_channel"], keep)
                     if keep:
                         used["keep_float"] = list(keep)
-            except (ExportError, InputError, RecipeError):
+            except EdgekitError:
                 raise
             except Exception as exc:  # noqa: BLE001 - onnxruntime.quantization raises many types
                 msg = " ".join(str(exc).split())[:300] or type(exc).__name__
                 tail = cap.tail(2)
                 extra = f" [{tail}]" if tail and tail not in msg else ""
-                raise ExportError(f"onnx:{precision} failed: {msg}{extra}") from None
+                raise ConverterError(TOOL, f"onnx:{precision} failed: {msg}{extra}") from None
         _stamp(model, source, precision, used)
         _save(model, Path(out))
         ins, outs = _read_specs(Path(out))
         return ExportResult(inputs=ins, outputs=outs, options=used, notes=(f"tf2onnx route: {route}",))
+
+    # -- Int8Search: what the accuracy-aware int8 search asks of this format ----------------------
+
+    def layer_sensitivity(self, source: Any, calib: Any, options: Mapping[str, Any], max_samples: int = 64) -> list[Any]:
+        """Rank the int8 model's nodes by their own error (see :func:`edgekit.convert.sensitivity.onnx_sensitivity`).
+
+        Uses the same pre-processing and quantization settings as :meth:`export`, so the node names
+        it returns are the ones ``keep_float`` (``nodes_to_exclude``) takes.
+        """
+        import onnx
+
+        from edgekit.convert.sensitivity import onnx_sensitivity
+
+        opset = int(self.setting(options, "opset"))
+        model, _ = onnx_model(source, opset)
+        sample = calib.take(max_samples)
+        with tempfile.TemporaryDirectory(prefix="edgekit-onnx-sens-") as tmp, captured_output():
+            work = Path(tmp)
+            qdq = _static(model, work, sample, source, self.setting(options, "calibration"),
+                          bool(self.setting(options, "per_channel")))
+            onnx.save(qdq, str(work / "qdq.onnx"))
+            # _static pre-processed into work/pre.onnx (or quantized work/fp32.onnx if that failed).
+            pre = work / "pre.onnx" if (work / "pre.onnx").exists() else work / "fp32.onnx"
+            return onnx_sensitivity(pre, work / "qdq.onnx", _reader(sample, [s.name for s in source.inputs], 1), work)
 
 
 def _to_fp16(model: Any, keep_io: bool) -> Any:
@@ -163,28 +174,6 @@ def _static(model: Any, tmp: Path, calib: Any, source: Any, method: str, per_cha
                     weight_type=QuantType.QInt8, calibrate_method=methods[method],
                     calibration_providers=["CPUExecutionProvider"], nodes_to_exclude=list(keep_float))
     return onnx.load(str(dst))
-
-
-def layer_sensitivity(source: Any, calib: Any, options: Mapping[str, Any], max_samples: int = 64) -> list[Any]:
-    """Rank the int8 model's nodes by their own error (see :func:`edgekit.convert.sensitivity.onnx_sensitivity`).
-
-    Uses the same pre-processing and quantization settings as :meth:`ONNXExporter.export`, so the
-    node names it returns are the ones ``keep_float`` (``nodes_to_exclude``) takes.
-    """
-    import onnx
-
-    from edgekit.convert.sensitivity import onnx_sensitivity
-
-    opset = int(options.get("opset", DEFAULT_OPSET))
-    model, _ = onnx_model(source, opset)
-    sample = calib.take(max_samples)
-    with tempfile.TemporaryDirectory(prefix="edgekit-onnx-sens-") as tmp, captured_output():
-        work = Path(tmp)
-        qdq = _static(model, work, sample, source, options.get("calibration", "minmax"), bool(options.get("per_channel", False)))
-        onnx.save(qdq, str(work / "qdq.onnx"))
-        # _static pre-processed into work/pre.onnx (or quantized work/fp32.onnx if that failed).
-        pre = work / "pre.onnx" if (work / "pre.onnx").exists() else work / "fp32.onnx"
-        return onnx_sensitivity(pre, work / "qdq.onnx", _reader(sample, [s.name for s in source.inputs], 1), work)
 
 
 def _reader(calib: Any, names: list[str], batch: int) -> Any:

@@ -15,16 +15,18 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-from edgekit._quiet import captured_output
+from edgekit.quiet import captured_output
 from edgekit.convert.exporters._tf2onnx import DEFAULT_OPSET, missing_converter, onnx_model
-from edgekit.convert.exporters.base import ExportResult, require_calibration
-from edgekit.errors import BackendError, ExportError, RecipeError
+from edgekit.checks import positive_int
+from edgekit.convert.exporters.base import ExporterBase, ExportResult, Option, check_options, require_calibration
+from edgekit.errors import BackendError, ConverterError, EdgekitError, RecipeError
 from edgekit.manifest import TensorSpec
 
 DEFAULT_MAX_BATCH = 64
+TOOL = "TensorRT"
 
 
-class TensorRTExporter:
+class TensorRTExporter(ExporterBase):
     """Writes ``.trt`` folders holding a TensorRT engine for this GPU and what is needed to rebuild it.
 
     Precisions:
@@ -41,67 +43,69 @@ class TensorRTExporter:
     """
 
     format: ClassVar[str] = "tensorrt"
-    suffix: ClassVar[str] = ".trt"
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
-    options: ClassVar[Mapping[str, tuple[Any, ...] | None]] = {"max_batch": None, "opt_batch": None, "workspace_mb": None}
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("max_batch", check=positive_int, default=DEFAULT_MAX_BATCH, help="largest batch of the profile"),
+        Option("opt_batch", check=positive_int, default=1, help="batch the kernels are tuned for"),
+        # None: the runtime's default, so a rebuild on the device uses the same number.
+        Option("workspace_mb", check=positive_int, default=None, help="builder scratch memory (MiB)"),
+    )
     needs_calibration: ClassVar[tuple[str, ...]] = ("int8",)
 
-    def unavailable_reason(self) -> str | None:
-        from edgekit.runtime.backends.tensorrt import unavailable_reason
+    def unavailable(self) -> EdgekitError | None:
+        from edgekit.runtime.backends import get_backend
 
-        return missing_converter() or unavailable_reason()
+        # Building an engine needs what running one needs (tensorrt, CUDA, a GPU), plus tf2onnx.
+        return missing_converter() or get_backend("tensorrt").unavailable()
 
-    def check_options(self, precision: str, options: Mapping[str, Any]) -> None:
-        """Batch profile and workspace must be positive integers, and opt <= max.
+    def cross_check(self, precision: str, options: Mapping[str, Any]) -> None:
+        """The batch profile must be ordered: opt <= max.
 
         Example:
-            >>> TensorRTExporter().check_options("fp16", {"max_batch": 8, "opt_batch": 16})
+            >>> TensorRTExporter().cross_check("fp16", {"max_batch": 8, "opt_batch": 16})
             Traceback (most recent call last):
             ...
             edgekit.errors.RecipeError: tensorrt option opt_batch=16 is larger than max_batch=8
         """
-        for key in self.options:
-            v = options.get(key, 1)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise RecipeError(f"tensorrt option {key} must be a positive integer, got {v!r}")
-        mb, ob = options.get("max_batch", DEFAULT_MAX_BATCH), options.get("opt_batch", 1)
+        mb, ob = self.setting(options, "max_batch"), self.setting(options, "opt_batch")
         if ob > mb:
             raise RecipeError(f"tensorrt option opt_batch={ob} is larger than max_batch={mb}")
 
     def export(self, source: Any, precision: str, options: Mapping[str, Any], calib: Any, out: Path) -> ExportResult:
-        from edgekit.runtime.backends import _trt
+        from edgekit.runtime.backends import trt_support
         from edgekit.runtime.backends.tensorrt import BUILD_FILE, CALIB_FILE, ENGINES, ONNX_FILE
 
-        self.check_options(precision, options)
+        check_options(self, precision, options)
         require_calibration(self, precision, calib)
-        reason = self.unavailable_reason()
-        if reason:
-            raise ExportError(reason)
-        build = {"precision": precision, "max_batch": int(options.get("max_batch", DEFAULT_MAX_BATCH)),
-                 "opt_batch": int(options.get("opt_batch", 1)),
-                 "workspace_mb": int(options.get("workspace_mb", _trt.DEFAULT_WORKSPACE_MB)), "opset": DEFAULT_OPSET}
+        missing = self.unavailable()
+        if missing is not None:
+            raise missing
+        workspace = self.setting(options, "workspace_mb") or trt_support.DEFAULT_WORKSPACE_MB
+        build = {"precision": precision, "max_batch": int(self.setting(options, "max_batch")),
+                 "opt_batch": int(self.setting(options, "opt_batch")), "workspace_mb": int(workspace),
+                 "opset": DEFAULT_OPSET}
         proto, route = onnx_model(source, DEFAULT_OPSET)
         onnx_bytes = proto.SerializeToString()
         names = [s.name for s in source.inputs]
         with captured_output() as cap:
             try:
-                cuda = _trt.Cuda()
+                cuda = trt_support.Cuda()
                 calibrator = None
                 if precision == "int8":
-                    calibrator = _trt.calibrator((dict(zip(names, s)) for s in calib.samples()), None, cuda)
-                plan = _trt.build_engine(onnx_bytes, precision, max_batch=build["max_batch"], opt_batch=build["opt_batch"],
-                                         workspace_mb=build["workspace_mb"], calib=calibrator)
-                key = _trt.cache_key(cuda)
+                    calibrator = trt_support.calibrator((dict(zip(names, s)) for s in calib.samples()), None, cuda)
+                plan = trt_support.build_engine(onnx_bytes, precision, max_batch=build["max_batch"], opt_batch=build["opt_batch"],
+                                                workspace_mb=build["workspace_mb"], calib=calibrator)
+                key = trt_support.cache_key(cuda)
                 gpu, cc = cuda.device()
             except BackendError as exc:
-                raise ExportError(f"TensorRT build failed: {exc} [{cap.tail(2)}]") from None
+                raise ConverterError(TOOL, f"TensorRT build failed: {exc} [{cap.tail(2)}]") from None
         folder = Path(out)
         (folder / ENGINES).mkdir(parents=True)
         (folder / ONNX_FILE).write_bytes(onnx_bytes)
         (folder / ENGINES / f"{key}.engine").write_bytes(plan)
         if calibrator is not None and calibrator.cache:
             (folder / CALIB_FILE).write_bytes(calibrator.cache)
-        build.update({"built_for": key, "gpu": gpu, "compute_capability": cc, "tensorrt": _trt.trt().__version__})
+        build.update({"built_for": key, "gpu": gpu, "compute_capability": cc, "tensorrt": trt_support.trt().__version__})
         (folder / BUILD_FILE).write_text(json.dumps(build, indent=2) + "\n")
         return ExportResult(inputs=_specs(proto.graph.input), outputs=_specs(proto.graph.output),
                             options={k: build[k] for k in ("max_batch", "opt_batch", "workspace_mb")},

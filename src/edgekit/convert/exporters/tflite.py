@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, Sequence
 
-from edgekit._quiet import captured_output
-from edgekit.convert._tf import tf
-from edgekit.convert.exporters.base import ExportResult, require_calibration
-from edgekit.errors import ExportError, InputError
+from edgekit.quiet import captured_output
+from edgekit.convert.tf_env import tf
+from edgekit.convert.exporters.base import (ExporterBase, ExportResult, Option, check_options, layer_names,
+                                            require_calibration)
+from edgekit.errors import ConverterError, EdgekitError, RecipeError, UnsupportedError
+
+TOOL = "TFLite converter"
+FLEX_NOTE = ("uses Select TF ops: it runs only where the Flex delegate is linked in (e.g. Android's "
+             "tensorflow-lite-select-tf-ops); the ai-edge-litert and tensorflow pip wheels cannot run it")
 
 
-class TFLiteExporter:
+class TFLiteExporter(ExporterBase):
     """Writes ``.tflite`` flatbuffers.
 
     Precisions:
@@ -26,42 +31,58 @@ class TFLiteExporter:
         inputs/outputs int8 too, ``io=float`` keeps them float32. ``int16x8``: int16 activations,
         int8 weights, for models whose activations int8 cannot hold.
 
+    Implements :class:`~edgekit.convert.exporters.base.Int8Search` (``keep_float`` names op outputs).
+
     Example:
         >>> TFLiteExporter().precisions
         ('fp32', 'fp16', 'dynamic', 'int8', 'int16x8')
+        >>> check_options(TFLiteExporter(), "int8", {"io": "int8", "keep_float": ["dense"]})
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.RecipeError: tflite option keep_float makes a model with float inputs/outputs (TensorFlow's quantization debugger builds it so), which contradicts io=int8: drop io or give io=float
     """
 
     format: ClassVar[str] = "tflite"
-    suffix: ClassVar[str] = ".tflite"
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "dynamic", "int8", "int16x8")
-    # keep_float: op output names to leave in float (accuracy-aware int8 writes it; see
-    # edgekit.convert.accuracy_aware). Such models keep float I/O.
-    # select_tf_ops: let ops without a TFLite builtin run as TensorFlow kernels ("Flex"); an explicit,
-    # recorded opt-in because the runtime then needs the Flex delegate (plain LiteRT has none).
-    options: ClassVar[Mapping[str, tuple[Any, ...] | None]] = {"io": ("int8", "uint8", "float"), "keep_float": None,
-                                                               "select_tf_ops": (True, False)}
-    applies_to: ClassVar[Mapping[str, tuple[str, ...]]] = {"io": ("int8",), "keep_float": ("int8", "int16x8"),
-                                                           "select_tf_ops": precisions}
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("io", ("int8", "uint8", "float"), ("int8",), default="int8",
+               help="dtype of the model's inputs/outputs"),
+        # Op output names to leave in float (accuracy-aware int8 writes it; see
+        # edgekit.convert.accuracy_aware). Such models keep float I/O.
+        Option("keep_float", None, ("int8", "int16x8"), check=layer_names, default=(),
+               help="op outputs to leave in float"),
+        # Let ops without a TFLite builtin run as TensorFlow kernels ("Flex"): an explicit, recorded
+        # opt-in because the runtime then needs the Flex delegate (plain LiteRT has none).
+        Option("select_tf_ops", (True, False), default=False, help="allow TensorFlow (Flex) ops"),
+    )
     needs_calibration: ClassVar[tuple[str, ...]] = ("int8", "int16x8")
 
-    def unavailable_reason(self) -> str | None:
+    def unavailable(self) -> EdgekitError | None:
         try:
             tf()
-        except Exception as exc:  # noqa: BLE001 - MissingDependencyError or a broken install
-            return str(exc)
+        except EdgekitError as exc:  # MissingDependencyError: pip install 'edgekit[convert]'
+            return exc
+        except Exception as exc:  # noqa: BLE001 - a broken install must not break the listing
+            return UnsupportedError(f"TensorFlow cannot be imported: {type(exc).__name__}: {exc}")
         return None
+
+    def cross_check(self, precision: str, options: Mapping[str, Any]) -> None:
+        # The selective model keeps float I/O; an explicit integer io cannot be honoured, and
+        # turning it into float behind the user's back would hand them a model they did not ask for.
+        if options.get("keep_float") and options.get("io", "float") != "float":
+            raise RecipeError(f"tflite option keep_float makes a model with float inputs/outputs (TensorFlow's "
+                              f"quantization debugger builds it so), which contradicts io={options['io']}: drop io "
+                              "or give io=float")
 
     def export(self, source: Any, precision: str, options: Mapping[str, Any], calib: Any, out: Path) -> ExportResult:
         t = tf()
+        check_options(self, precision, options)
         require_calibration(self, precision, calib)
-        io = options.get("io", "int8" if precision == "int8" else "float")
-        if precision != "int8" and io != "float":
-            raise InputError(f"tflite:{precision} keeps float inputs/outputs; io={io!r} only applies to tflite:int8")
-
-        keep_float = tuple(options.get("keep_float") or ())
-        select = bool(options.get("select_tf_ops", False))
-        if keep_float:
-            io = "float"  # the debugger's selective model keeps float I/O
+        keep_float = layer_names(options.get("keep_float"))
+        select = bool(self.setting(options, "select_tf_ops"))
+        # Without keep_float, int8 defaults to integer I/O; the selective model is float I/O (and an
+        # explicit integer io with keep_float was refused above).
+        io = "float" if keep_float or precision != "int8" else self.setting(options, "io")
         with captured_output() as cap:
             try:
                 if keep_float:
@@ -69,7 +90,7 @@ class TFLiteExporter:
                 else:
                     data = self.converter(source, precision, io, calib, select_tf_ops=select).convert()
             except Exception as exc:  # noqa: BLE001 - the converter raises many types
-                raise ExportError(_explain(exc, cap.tail(3))) from None
+                raise ConverterError(TOOL, _explain(exc, cap.tail(3))) from None
         Path(out).write_bytes(data)
         specs = _read_specs(out, source if select else None)
         opts: dict[str, Any] = {"io": io} if precision == "int8" else {}
@@ -78,9 +99,30 @@ class TFLiteExporter:
         notes: tuple[str, ...] = ()
         if select:
             opts["select_tf_ops"] = True
-            notes = ("uses Select TF ops: it runs only where the Flex delegate is linked in (e.g. Android's "
-                     "tensorflow-lite-select-tf-ops); the ai-edge-litert and tensorflow pip wheels cannot run it",)
+            notes = (FLEX_NOTE,)
         return ExportResult(inputs=specs[0], outputs=specs[1], options=opts, notes=notes)
+
+    # -- Int8Search: what the accuracy-aware int8 search asks of this format ----------------------
+
+    def layer_sensitivity(self, source: Any, calib: Any, options: Mapping[str, Any]) -> list[Any]:
+        """Rank the int8 model's ops by ``rmse / scale`` (TensorFlow's quantization debugger).
+
+        The names are op output tensor names, what ``keep_float`` (``denylisted_nodes``) takes.
+        """
+        from edgekit.convert.sensitivity import tflite_sensitivity
+
+        return tflite_sensitivity(lambda: self.converter(source, "int8", "float", calib),
+                                  positional_representative(self, source, calib))
+
+    def int16_fallback(self) -> str | None:
+        """16-bit activations, int8 weights: tried when no set of float layers meets the budget."""
+        return "int16x8"
+
+    def calibration_warnings(self, artifact: Path, calib: Any, evald: Any, input_names: Sequence[str]) -> list[str]:
+        """Calibration-set warnings, including per-layer saturation on eval data (LiteRT runs the artifact)."""
+        from edgekit.convert.calib_checks import calibration_warnings
+
+        return calibration_warnings(calib, evald, artifact, input_names, artifact_inputs=input_order(artifact))
 
     def converter(self, source: Any, precision: str, io: str = "float", calib: Any = None, *,
                   select_tf_ops: bool = False) -> Any:
@@ -153,11 +195,7 @@ def positional_representative(exporter: Any, source: Any, calib: Any):
     with tempfile.NamedTemporaryFile(suffix=".tflite") as f:
         f.write(float_bytes)
         f.flush()
-        from edgekit.runtime.backends.litert import LiteRTEngine
-
-        eng = LiteRTEngine(Path(f.name), num_threads=1)
-        # Engine inputs are in signature order; map them to tensor-index order, as the debugger uses.
-        order = [name for name, _ in sorted(eng._in, key=lambda t: t[1])]
+        order = input_order(Path(f.name))
     pos = [[s.name for s in source.inputs].index(n) for n in order]
 
     def gen():
@@ -165,6 +203,17 @@ def positional_representative(exporter: Any, source: Any, calib: Any):
             yield [sample[i] for i in pos]
 
     return gen
+
+
+def input_order(model: Path) -> list[str]:
+    """A ``.tflite`` model's input names in tensor-index order.
+
+    The quantization debugger and the calibration checks feed inputs by position in that order,
+    while the engine's (and the source's) inputs are in signature order.
+    """
+    from edgekit.runtime.backends.litert import LiteRTEngine
+
+    return list(LiteRTEngine(Path(model), num_threads=1).input_tensor_order)
 
 
 def _read_specs(path: Path, flex_source: Any = None):

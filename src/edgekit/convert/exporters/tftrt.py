@@ -2,7 +2,7 @@
 
 TF-TRT needs a TensorFlow built with TensorRT and an NVIDIA GPU. The TensorFlow wheels on PyPI
 (2.21 here) have no TensorRT, and ``TrtGraphConverterV2`` raises at construction; so
-:meth:`TFTRTExporter.unavailable_reason` checks first, the pipeline records the target as
+:meth:`TFTRTExporter.unavailable` checks first, the pipeline records the target as
 ``unsupported`` with the reason and the fix, and the other targets go on.
 """
 
@@ -12,26 +12,28 @@ import importlib.util
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Mapping
 
-from edgekit._quiet import captured_output
-from edgekit.convert._tf import tf
-from edgekit.convert.exporters.base import ExportResult, require_calibration
-from edgekit.errors import ExportError, MissingDependencyError, RecipeError
+from edgekit.quiet import captured_output
+from edgekit.checks import positive_int
+from edgekit.convert.tf_env import tf
+from edgekit.convert.exporters.base import ExporterBase, ExportResult, Option, check_options, require_calibration
+from edgekit.errors import ConverterError, EdgekitError, MissingDependencyError, UnsupportedError
 
 FIX = ("use a TensorRT-enabled TensorFlow on an NVIDIA GPU: NVIDIA's TensorFlow for Jetson (the image built from "
        "Dockerfile.jetson) or an NGC tensorflow container; or target tensorrt (ONNX -> TensorRT engine) where the "
        "tensorrt package is installed")
 DEFAULT_MAX_BATCH = 64
+TOOL = "TF-TRT"
 
 
-def tftrt_unavailable_reason() -> str | None:
+def tftrt_unavailable() -> EdgekitError | None:
     """Why TF-TRT cannot run here (``None`` when it can), with the fix.
 
     Example:
-        >>> tftrt_unavailable_reason()  # doctest: +SKIP
+        >>> str(tftrt_unavailable())  # doctest: +SKIP
         'TF-TRT needs TensorFlow built with TensorRT, and tensorflow 2.21.0 (pip) is not: use ...'
     """
     if importlib.util.find_spec("tensorflow") is None:
-        return str(MissingDependencyError("tensorflow", "convert", "TF-TRT"))
+        return MissingDependencyError("tensorflow", "convert", "TF-TRT")
     t = tf()
     try:
         from tensorflow.compiler.tf2tensorrt import _pywrap_py_utils  # private, but what TF-TRT itself checks
@@ -40,15 +42,15 @@ def tftrt_unavailable_reason() -> str | None:
     except Exception:  # noqa: BLE001 - module missing or moved: treat as not built with TensorRT
         enabled = False
     if not enabled:
-        return f"TF-TRT needs TensorFlow built with TensorRT, and tensorflow {t.__version__} (pip) is not: {FIX}"
+        return UnsupportedError(f"TF-TRT needs TensorFlow built with TensorRT, and tensorflow {t.__version__} (pip) is not: {FIX}")
     with captured_output():
         gpus = t.config.list_physical_devices("GPU")
     if not gpus:
-        return f"TF-TRT needs an NVIDIA GPU visible to TensorFlow and none is: {FIX}"
+        return UnsupportedError(f"TF-TRT needs an NVIDIA GPU visible to TensorFlow and none is: {FIX}")
     return None
 
 
-class TFTRTExporter:
+class TFTRTExporter(ExporterBase):
     """Writes a TF-TRT SavedModel folder (``.tftrt``), TensorRT engines built for batch 1..``max_batch``.
 
     Precisions:
@@ -56,31 +58,27 @@ class TFTRTExporter:
         data as every other int8 target.
 
     Example:
-        >>> TFTRTExporter().precisions
-        ('fp32', 'fp16', 'int8')
+        >>> TFTRTExporter().precisions, [o.name for o in TFTRTExporter.options]
+        (('fp32', 'fp16', 'int8'), ['max_batch'])
     """
 
     format: ClassVar[str] = "tftrt"
-    suffix: ClassVar[str] = ".tftrt"
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
-    options: ClassVar[Mapping[str, tuple[Any, ...] | None]] = {"max_batch": None}
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("max_batch", check=positive_int, default=DEFAULT_MAX_BATCH, help="largest batch the engines cover"),
+    )
     needs_calibration: ClassVar[tuple[str, ...]] = ("int8",)
 
-    def unavailable_reason(self) -> str | None:
-        return tftrt_unavailable_reason()
-
-    def check_options(self, precision: str, options: Mapping[str, Any]) -> None:
-        mb = options.get("max_batch", DEFAULT_MAX_BATCH)
-        if isinstance(mb, bool) or not isinstance(mb, int) or mb < 1:
-            raise RecipeError(f"tftrt option max_batch must be a positive integer, got {mb!r}")
+    def unavailable(self) -> EdgekitError | None:
+        return tftrt_unavailable()
 
     def export(self, source: Any, precision: str, options: Mapping[str, Any], calib: Any, out: Path) -> ExportResult:
-        self.check_options(precision, options)
+        check_options(self, precision, options)
         require_calibration(self, precision, calib)
-        reason = self.unavailable_reason()
-        if reason:
-            raise ExportError(reason)
-        max_batch = int(options.get("max_batch", DEFAULT_MAX_BATCH))
+        missing = self.unavailable()
+        if missing is not None:
+            raise missing
+        max_batch = int(self.setting(options, "max_batch"))
         names = [s.name for s in source.inputs]
         t = tf()
         from tensorflow.python.compiler.tensorrt import trt_convert as trt
@@ -105,7 +103,7 @@ class TFTRTExporter:
                 conv.save(str(out))
             except Exception as exc:  # noqa: BLE001 - TF-TRT raises many types
                 msg = " ".join(str(exc).split())[:300] or type(exc).__name__
-                raise ExportError(f"TF-TRT conversion failed: {msg} [{cap.tail(2)}]") from None
+                raise ConverterError(TOOL, f"TF-TRT conversion failed: {msg} [{cap.tail(2)}]") from None
         from edgekit.runtime.backends.tftrt import read_specs
 
         ins, outs = read_specs(Path(out))

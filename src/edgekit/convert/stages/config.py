@@ -21,11 +21,12 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
+from edgekit.convert.stages.base import STAGES_REGISTRY, check_kind, config_class, stage_kinds
 from edgekit.errors import RecipeError
+from edgekit.registry import did_you_mean
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
@@ -40,8 +41,7 @@ def _unknown_keys(d: Mapping[str, Any], cls: type, what: str) -> None:
     known = [f.name for f in dataclasses.fields(cls)]
     for k in d:
         if k not in known:
-            hint = difflib.get_close_matches(str(k), known, n=1)
-            did = f"; did you mean {hint[0]!r}?" if hint else ""
+            did = did_you_mean(str(k), known, "; did you mean {!r}?")
             raise RecipeError(f"unknown {what} key {k!r}{did} (known keys: {', '.join(known)})")
 
 
@@ -84,9 +84,8 @@ def _int(value: Any, what: str, minimum: int) -> int:
 def _choice(value: Any, what: str, choices: Sequence[str]) -> str:
     if value not in choices:
         # Prefixes count as close too: "poly" means "polynomial" though difflib scores it low.
-        hint = [c for c in choices if str(value) and c.startswith(str(value))] or \
-            difflib.get_close_matches(str(value), choices, n=1)
-        did = f" (did you mean {hint[0]!r}?)" if hint else ""
+        prefix = [c for c in choices if str(value) and c.startswith(str(value))]
+        did = f" (did you mean {prefix[0]!r}?)" if prefix else did_you_mean(str(value), choices)
         raise RecipeError(f"{what} {value!r} is not one of {', '.join(choices)}{did}")
     return value
 
@@ -341,17 +340,38 @@ class QatConfig(_Stage):
             raise RecipeError(f"qat preserve_sparsity must be true, false or null (auto), got {self.preserve_sparsity!r}")
 
 
-STAGES: dict[str, type] = {"prune": PruneConfig, "qat": QatConfig}
+class _StageConfigs(Mapping[str, type]):
+    """Stage kind -> its config class: a live, read-only view of the stage registry
+    (:data:`edgekit.convert.stages.base.STAGES_REGISTRY`), so a registered stage parses here too."""
+
+    def __getitem__(self, kind: str) -> type:
+        if kind not in STAGES_REGISTRY:
+            raise KeyError(kind)
+        return config_class(kind)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(stage_kinds())
+
+    def __len__(self) -> int:
+        return len(stage_kinds())
 
 
-def stage_from_value(value: Any) -> PruneConfig | QatConfig:
+# Kind -> config class, e.g. STAGES["prune"] is PruneConfig.
+STAGES: Mapping[str, type] = _StageConfigs()
+
+
+def stage_from_value(value: Any) -> Any:
     """One stage from ``{"prune": {...}}``, ``{"qat": null}``, ``"qat"`` or a config object.
 
     Example:
         >>> stage_from_value({"prune": {"structure": "2:4"}}).m_by_n
         (2, 4)
+        >>> stage_from_value("qta")
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.RecipeError: unknown stage 'qta'; did you mean 'qat'? (stages: prune, qat)
     """
-    if isinstance(value, (PruneConfig, QatConfig)):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type) and getattr(value, "kind", None) in STAGES_REGISTRY:
         return value
     if isinstance(value, str):
         kind, body = value, None
@@ -361,11 +381,7 @@ def stage_from_value(value: Any) -> PruneConfig | QatConfig:
         raise RecipeError(
             f"stage {value!r} must be one mapping like {{prune: {{sparsity: 0.8}}}} or {{qat: {{}}}}, or the name 'qat'"
         )
-    if kind not in STAGES:
-        hint = difflib.get_close_matches(str(kind), STAGES, n=1)
-        did = f"; did you mean {hint[0]!r}?" if hint else ""
-        raise RecipeError(f"unknown stage {kind!r}{did} (stages: {', '.join(STAGES)})")
-    return STAGES[kind].from_value(body)
+    return config_class(check_kind(kind)).from_value(body)
 
 
 def check_stages(stages: Sequence[Any]) -> None:
@@ -385,7 +401,7 @@ def check_stages(stages: Sequence[Any]) -> None:
         raise RecipeError("prune after qat is not supported (tfmot cannot prune a quantized model): put prune first")
 
 
-def parse_stages(value: Any) -> tuple[PruneConfig | QatConfig, ...]:
+def parse_stages(value: Any) -> tuple[Any, ...]:
     """The recipe's ``stages`` list as config objects, checked for order and duplicates.
 
     Example:

@@ -33,7 +33,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgekit.calibration import Dataset
-from edgekit.convert._tf import tf, tf_keras
+from edgekit.convert.tf_env import tf, tf_keras
+from edgekit.convert.stages.base import StageContext
 from edgekit.convert.stages.config import FitConfig
 from edgekit.errors import DataError, RecipeError, UnsupportedError
 
@@ -262,3 +263,54 @@ def _EpochProgress(progress: Progress, label: str, epochs: int) -> Any:
             progress(f"{label}: epoch {epoch + 1}/{epochs} loss={logs.get('loss', float('nan')):.4f}{extra}")
 
     return EpochProgress()
+
+
+def fine_tune(prepare: Callable[[Any], Any], model: Any, cfg: Any, ctx: StageContext, callbacks: list[Any],
+              cfg_for_report: Any, before_fit: Callable[[Any], Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    """Clone, prepare and compile under the fit strategy, then fine-tune: what every stage shares.
+
+    Args:
+        prepare: Wraps a clone of ``model`` (tfmot's prune/quantize wrappers).
+        model: The model so far (not modified).
+        cfg: The stage config (its ``fit`` and ``kind``).
+        ctx: The stage context.
+        callbacks: Keras callbacks for ``fit``.
+        cfg_for_report: The config as recorded (e.g. with resolved pruning steps).
+        before_fit: Runs on the prepared model before fitting; its dict joins the report.
+
+    Returns:
+        The fine-tuned, still wrapped model and the stage's report.
+    """
+    from edgekit.convert.stages.keras2 import clone
+
+    k2 = tf_keras()
+    strategy = strategy_for(cfg.fit)
+    loss = resolve_loss(cfg.fit, ctx.source_model, model, ctx.train)
+    k2.utils.set_random_seed(ctx.seed)  # same recipe, same data -> same weights
+    with strategy.scope():  # variables must be created under the strategy that trains them
+        prepared = prepare(clone(model))
+        compile_model(prepared, cfg.fit, loss)
+    extra = before_fit(prepared) if before_fit is not None else {}
+    ctx.say(f"{cfg.kind}: fine-tuning {cfg.fit.epochs} epoch(s) on {len(ctx.train)} samples "
+            f"({loss.name}{', logits' if loss.from_logits else ''}; {cfg.fit.strategy} strategy, "
+            f"{strategy.num_replicas_in_sync} replica(s))")
+    history = fit(prepared, ctx.train, cfg.fit, seed=ctx.seed, callbacks=callbacks, progress=ctx.say,
+                          label=cfg.kind)
+    rep = {
+        "config": cfg_for_report.to_value()[cfg.kind],
+        "loss": loss.to_dict(),
+        "strategy": {"name": cfg.fit.strategy, "class": type(strategy).__name__,
+                     "replicas": int(strategy.num_replicas_in_sync)},
+        "history": history,
+        **extra,
+    }
+    return prepared, rep
+
+
+def detached(model: Any, cfg: Any) -> Any:
+    """``model`` with plain variables again when a distribution strategy trained it."""
+    if cfg.fit.strategy == "default":
+        return model
+    from edgekit.convert.stages.keras2 import clone
+
+    return clone(model)

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edgekit.convert._tf import tf_keras
+from edgekit.convert.tf_env import tf_keras
 from edgekit.errors import ModelError, UnsupportedError
 
 _tfmot: Any = None

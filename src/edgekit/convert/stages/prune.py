@@ -18,13 +18,15 @@ Example:
 
 from __future__ import annotations
 
-import difflib
-from typing import Any
+from typing import Any, ClassVar
 
-from edgekit.convert._tf import tf_keras
+from edgekit.convert.tf_env import tf_keras
+from edgekit.convert.stages.base import StageContext
+from edgekit.convert.stages.fit import detached, fine_tune
 from edgekit.convert.stages.config import PruneConfig
 from edgekit.convert.stages.keras2 import tfmot
 from edgekit.errors import RecipeError, UnsupportedError
+from edgekit.registry import did_you_mean
 
 
 def check_selection(model: Any, kind: str, layers: tuple[str, ...], types: tuple[str, ...], skip: tuple[str, ...]) -> None:
@@ -40,13 +42,11 @@ def check_selection(model: Any, kind: str, layers: tuple[str, ...], types: tuple
     for key, wanted in (("layers", layers), ("skip", skip)):
         for n in wanted:
             if n not in names:
-                hint = difflib.get_close_matches(n, names, n=1, cutoff=0.5)  # short names: "d2" ~ "d1"
-                did = f"; did you mean {hint[0]!r}?" if hint else ""
+                did = did_you_mean(n, names, "; did you mean {!r}?", cutoff=0.5)  # short names: "d2" ~ "d1"
                 raise RecipeError(f"{kind} {key}: no layer named {n!r} in the model{did} (layers: {', '.join(names)})")
     for t in types:
         if t not in have_types:
-            hint = difflib.get_close_matches(t, have_types, n=1, cutoff=0.5)
-            did = f"; did you mean {hint[0]!r}?" if hint else ""
+            did = did_you_mean(t, have_types, "; did you mean {!r}?", cutoff=0.5)
             raise RecipeError(f"{kind} layer_types: no layer of type {t!r} in the model{did} (types: {', '.join(have_types)})")
 
 
@@ -173,3 +173,30 @@ def finalize(model: Any) -> Any:
         >>> pruned = finalize(wrapped)  # doctest: +SKIP
     """
     return tfmot().sparsity.keras.strip_pruning(model)
+
+
+class PruneStage:
+    """The ``prune`` stage: plan the layers, wrap, fine-tune with the pruning callbacks, strip.
+
+    Example:
+        >>> PruneStage.kind, PruneStage.config.__name__
+        ('prune', 'PruneConfig')
+    """
+
+    kind: ClassVar[str] = "prune"
+    config: ClassVar[type] = PruneConfig
+
+    def apply(self, model: Any, cfg: PruneConfig, ctx: StageContext) -> tuple[Any, dict[str, Any]]:
+        from edgekit.convert.stages.fit import steps_per_epoch
+        from edgekit.convert.stages.sparsity import model_sparsity
+
+        resolved = cfg.resolved(steps_per_epoch(len(ctx.train), cfg.fit))
+        chosen, skipped = plan(model, resolved)
+        ctx.say(f"prune: {len(chosen)} layer(s) to {resolved.target_sparsity:.0%}"
+                + (f" ({resolved.structure})" if resolved.structure else "")
+                + (f"; left dense: {', '.join(s['layer'] for s in skipped)}" if skipped else ""))
+        wrapped, rep = fine_tune(lambda m: prepare(m, resolved), model, cfg, ctx, callbacks(), resolved)
+        final = detached(finalize(wrapped), cfg)
+        rep.update({"pruned": chosen, "skipped": skipped, "sparsity": model_sparsity(final)})
+        ctx.say(f"prune: {rep['sparsity']['total']['sparsity']:.1%} of all kernel weights are zero")
+        return final, rep

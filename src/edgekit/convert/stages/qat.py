@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import re
-from typing import Any, Iterator
+from typing import Any, ClassVar, Iterator
 
-from edgekit.convert._tf import tf_keras
+from edgekit.convert.tf_env import tf_keras
+from edgekit.convert.stages.base import StageContext
+from edgekit.convert.stages.fit import detached, fine_tune
 from edgekit.convert.stages.config import QatConfig
 from edgekit.convert.stages.keras2 import tfmot
 from edgekit.convert.stages.prune import _selected, check_selection
@@ -195,3 +197,36 @@ def calibrate_ranges(model: Any, train: Any, batches: int = CALIBRATION_BATCHES,
             model(batch if len(batch) > 1 else batch[0], training=True)
             used += 1
     return used
+
+
+class QatStage:
+    """The ``qat`` stage: annotate, fake-quantize (prune-preserving after a prune stage), calibrate
+    the ranges, fine-tune.
+
+    Example:
+        >>> QatStage.kind, QatStage.config.__name__
+        ('qat', 'QatConfig')
+    """
+
+    kind: ClassVar[str] = "qat"
+    config: ClassVar[type] = QatConfig
+
+    def apply(self, model: Any, cfg: QatConfig, ctx: StageContext) -> tuple[Any, dict[str, Any]]:
+        from edgekit.convert.stages.sparsity import model_sparsity
+
+        pruned = "prune" in ctx.done
+        preserve = pruned if cfg.preserve_sparsity is None else cfg.preserve_sparsity
+        chosen, skipped = plan(model, cfg)
+        before = model_sparsity(model)
+        ctx.say(f"qat: {len(chosen)} layer(s), scheme {'prune-preserving ' if preserve else ''}8-bit"
+                + (f"; left float: {', '.join(s['layer'] for s in skipped)}" if skipped else ""))
+        wrapped, rep = fine_tune(
+            lambda m: prepare(m, cfg, preserve_sparsity=preserve), model, cfg, ctx, [], cfg,
+            before_fit=lambda m: {"calibrated_batches": calibrate_ranges(m, ctx.train, batch_size=cfg.fit.batch_size)})
+        final = detached(finalize(wrapped), cfg)
+        after = model_sparsity(final)
+        rep.update({"scheme": "prune_preserve_8bit" if preserve else "default_8bit", "quantized": chosen,
+                    "skipped": skipped, "sparsity_before": before, "sparsity_after": after})
+        if pruned:
+            ctx.say(f"qat: sparsity {before['total']['sparsity']:.1%} before, {after['total']['sparsity']:.1%} after")
+        return final, rep

@@ -1,38 +1,27 @@
 """The backend protocol: one inference engine behind ``open(path) -> Engine``.
 
+Which backend runs which format, and which file suffixes a format has, is read from
+:data:`edgekit.formats.FORMATS`: a format registered there is loadable here with no second edit.
 Engines are imported lazily inside each backend, so ``import edgekit.runtime`` costs numpy only.
+
+Example:
+    >>> get_backend("tflite").name
+    'litert'
+    >>> SUFFIXES[".tflite"], ".bin" in SUFFIXES
+    ('tflite', False)
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, Sequence, runtime_checkable
+from typing import Any, ClassVar, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from edgekit.registry import did_you_mean, load_attr
-from edgekit.errors import BackendError
+from edgekit import formats
+from edgekit.errors import BackendError, EdgekitError
 from edgekit.manifest import TensorSpec
-
-# Lazy "module:Class" strings, by artifact format.
-REGISTRY: dict[str, str] = {
-    "tflite": "edgekit.runtime.backends.litert:LiteRTBackend",
-    "onnx": "edgekit.runtime.backends.onnxruntime:ONNXRuntimeBackend",
-    "coreml": "edgekit.runtime.backends.coreml:CoreMLBackend",
-    "tftrt": "edgekit.runtime.backends.tftrt:TFTRTBackend",
-    "tensorrt": "edgekit.runtime.backends.tensorrt:TensorRTBackend",
-}
-# File (or artifact folder) suffix -> format, for loading bare models. Folders: .mlpackage (CoreML),
-# .tftrt (a TF-TRT SavedModel), .trt (ONNX + build settings + per-device TensorRT engine cache).
-SUFFIXES: dict[str, str] = {
-    ".tflite": "tflite",
-    ".onnx": "onnx",
-    ".mlpackage": "coreml",
-    ".tftrt": "tftrt",
-    ".trt": "tensorrt",
-    ".engine": "tensorrt",
-    ".plan": "tensorrt",
-}
+from edgekit.registry import Plugin, Registry, did_you_mean
 
 
 @runtime_checkable
@@ -51,14 +40,79 @@ class Engine(Protocol):
 
 @runtime_checkable
 class Backend(Protocol):
+    """One engine for one artifact format."""
+
     name: ClassVar[str]
     format: ClassVar[str]
 
+    def unavailable(self) -> EdgekitError | None:
+        """``None`` if the engine runs here, else why not, as a typed error.
+
+        A missing engine is a :class:`~edgekit.errors.MissingDependencyError` (its ``.extra`` says
+        what to install); a platform or hardware the engine does not run on is an
+        :class:`~edgekit.errors.UnsupportedError` or :class:`~edgekit.errors.BackendError`.
+        """
+
     def unavailable_reason(self) -> str | None:
-        """``None`` if the engine imports here, else what to install."""
+        """``unavailable()`` as one line of text (``None`` if the engine runs here)."""
 
     def open(self, path: Path, **options: Any) -> Engine:
         """Open ``path``; raise :class:`BackendError` (one line) for anything malformed."""
+
+
+class BackendBase(Plugin):
+    """What every backend shares: the text form of :meth:`unavailable`.
+
+    Subclasses implement ``unavailable()`` (typed) and ``open()``; callers that only print a reason
+    use :meth:`unavailable_reason`, so the two can never disagree.
+
+    Example:
+        >>> class Nowhere(BackendBase):
+        ...     def unavailable(self):
+        ...         return BackendError("no engine here")
+        >>> Nowhere().unavailable_reason()
+        'no engine here'
+    """
+
+    def guess_precision(self, path: Path) -> str:
+        """A bare artifact's precision read from the file itself, or ``"?"`` if this engine cannot tell.
+
+        Optional: only for tables that list bare files (``edgekit bench model.tflite``); a manifest
+        says the precision exactly.
+        """
+        return "?"
+
+
+def _backend_entries() -> dict[str, str]:
+    return {name: spec.backend for name, spec in formats.FORMATS.items()}
+
+
+# Format -> lazy "module:Class" of its backend, read from FORMATS on every call.
+BACKENDS: Registry[Backend] = Registry("format", _backend_entries, error=BackendError, known_label="available")
+
+
+class _Suffixes(Mapping[str, str]):
+    """A read-only live view of every artifact suffix -> format in :data:`edgekit.formats.FORMATS`.
+
+    Folders count too: ``.mlpackage`` (CoreML), ``.tftrt`` (a TF-TRT SavedModel), ``.trt`` (ONNX +
+    build settings + per-device TensorRT engine cache).
+    """
+
+    def __getitem__(self, suffix: str) -> str:
+        return formats.suffixes()[suffix]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(formats.suffixes())
+
+    def __len__(self) -> int:
+        return len(formats.suffixes())
+
+    def __repr__(self) -> str:
+        return f"SUFFIXES({formats.suffixes()!r})"
+
+
+# File (or artifact folder) suffix -> format, for loading bare models.
+SUFFIXES: Mapping[str, str] = _Suffixes()
 
 
 def get_backend(fmt: str) -> Backend:
@@ -67,16 +121,25 @@ def get_backend(fmt: str) -> Backend:
     Example:
         >>> get_backend("tflite").name
         'litert'
+        >>> get_backend("tflit")
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.BackendError: no runtime backend for format 'tflit' (did you mean 'tflite'?); available: coreml, onnx, tensorrt, tflite, tftrt
     """
-    if fmt not in REGISTRY:
-        raise BackendError(f"no runtime backend for format {fmt!r}{did_you_mean(fmt, REGISTRY)}; "
-                           f"available: {', '.join(sorted(REGISTRY))}")
-    return load_attr(REGISTRY[fmt])()
+    if fmt not in BACKENDS:
+        raise BackendError(f"no runtime backend for format {fmt!r}{did_you_mean(fmt, BACKENDS.names())}; "
+                           f"available: {', '.join(BACKENDS.names())}")
+    return BACKENDS.get(fmt)
 
 
 def format_for_path(path: Path) -> str:
-    """Artifact format from a file's suffix, or a :class:`BackendError` listing the known ones."""
-    fmt = SUFFIXES.get(path.suffix.lower())
+    """Artifact format from a file's suffix, or a :class:`BackendError` listing the known ones.
+
+    Example:
+        >>> format_for_path(Path("model.TFLITE")), format_for_path(Path("m.mlpackage"))
+        ('tflite', 'coreml')
+    """
+    fmt = formats.format_for_suffix(path.suffix)
     if fmt is None:
         raise BackendError(
             f"cannot tell the format of {path.name}: unknown suffix {path.suffix or '(none)'!r}; "

@@ -13,8 +13,10 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from edgekit.errors import BackendError, InputError, MissingDependencyError
+from edgekit import formats
+from edgekit.errors import BackendError, EdgekitError, InputError, MissingDependencyError, UnsupportedError
 from edgekit.manifest import TensorSpec
+from edgekit.runtime.backends.base import BackendBase
 
 NOT_MACOS = "CoreML runs only on macOS"
 COMPUTE_UNITS = ("all", "cpu_only", "cpu_and_gpu", "cpu_and_ne")
@@ -80,7 +82,7 @@ class CoreMLEngine:
                 "num_threads": self.num_threads, "compute_units": self.compute_units}
 
 
-class CoreMLBackend:
+class CoreMLBackend(BackendBase):
     """Backend for the ``coreml`` format (macOS only).
 
     Example:
@@ -91,13 +93,14 @@ class CoreMLBackend:
     name: ClassVar[str] = "coreml"
     format: ClassVar[str] = "coreml"
 
-    def unavailable_reason(self) -> str | None:
-        if platform.system() != "Darwin":
-            return NOT_MACOS
+    def unavailable(self) -> EdgekitError | None:
+        spec = formats.FORMATS.get(self.format)
+        if spec is not None and not spec.runs_on(platform.system()):
+            return UnsupportedError(NOT_MACOS)
         try:
             _coremltools()
         except MissingDependencyError as exc:
-            return str(exc)
+            return exc
         return None
 
     def open(self, path: Path, **options: Any) -> CoreMLEngine:

@@ -13,8 +13,9 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from edgekit.errors import BackendError, InputError, MissingDependencyError
+from edgekit.errors import BackendError, EdgekitError, InputError, MissingDependencyError
 from edgekit.manifest import TensorSpec
+from edgekit.runtime.backends.base import BackendBase
 
 
 def default_threads() -> int:
@@ -48,6 +49,40 @@ def _interpreter_class() -> tuple[Any, str, str]:
         return tf.lite.Interpreter, "tf.lite", tf.__version__
     except ImportError:
         raise MissingDependencyError("ai-edge-litert", "tflite", "running .tflite models") from None
+
+
+def open_interpreter(model_path: str | os.PathLike[str] | None = None, model_content: bytes | None = None, *,
+                     preserve_all_tensors: bool = False, default_delegates: bool = False) -> Any:
+    """The engine's own ``Interpreter`` for a ``.tflite`` file or its bytes, not yet allocated.
+
+    For callers that need what :class:`LiteRTEngine` hides (every tensor, the op graph), e.g. the
+    converter's calibration checks and int8 sensitivity search. The engine is picked as for
+    :class:`LiteRTEngine` (ai-edge-litert, then tflite_runtime, then tf.lite).
+
+    Args:
+        model_path: The model file (or give ``model_content``).
+        model_content: The model's bytes.
+        preserve_all_tensors: Keep intermediate tensors readable after ``invoke()``.
+        default_delegates: Apply the default delegates (XNNPACK). Off by default: analysis wants the
+            original op graph, not XNNPACK's fused one.
+
+    Raises:
+        MissingDependencyError: no LiteRT engine is installed.
+        InputError: neither or both of ``model_path`` and ``model_content`` were given.
+
+    Example:
+        >>> it = open_interpreter("model.tflite", preserve_all_tensors=True)  # doctest: +SKIP
+        >>> it.allocate_tensors()  # doctest: +SKIP
+    """
+    if (model_path is None) == (model_content is None):
+        raise InputError("open_interpreter needs exactly one of model_path and model_content")
+    cls, _, _ = _interpreter_class()
+    kwargs: dict[str, Any] = {"model_path": str(model_path)} if model_path is not None else {"model_content": model_content}
+    if preserve_all_tensors:
+        kwargs["experimental_preserve_all_tensors"] = True
+    if not default_delegates:
+        kwargs["experimental_op_resolver_type"] = _resolver(cls, "BUILTIN_WITHOUT_DEFAULT_DELEGATES")
+    return cls(**kwargs)
 
 
 def _dist_version(name: str) -> str:
@@ -116,7 +151,7 @@ class LiteRTEngine:
         self.delegates = [d if isinstance(d, str) else d[0] for d in delegates]
         if delegates:
             kwargs["experimental_delegates"] = [_load_delegate(cls, d) for d in delegates]
-        from edgekit._quiet import captured_output
+        from edgekit.quiet import captured_output
 
         try:
             # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate" from C++ on load.
@@ -160,6 +195,14 @@ class LiteRTEngine:
         self._idx0 = self._in[0][1] if self._in else None
         self._shape0 = self._current.get(self._idx0)
         self.run1 = self._make_run1()
+
+    @property
+    def input_tensor_order(self) -> tuple[str, ...]:
+        """Input names sorted by tensor index (``inputs`` is in signature order).
+
+        The order TFLite's own tools (the quantization debugger, ``get_input_details``) use.
+        """
+        return tuple(name for name, _ in sorted(self._in, key=lambda t: t[1]))
 
     def _make_run1(self):
         """The hot path of most edge models (one input) as a closure: no loops, few lookups."""
@@ -309,7 +352,7 @@ def _check_file(path: Path) -> None:
         raise BackendError(f"{path.name} is not a TFLite model: missing the 'TFL3' file identifier (wrong format or corrupt)")
 
 
-class LiteRTBackend:
+class LiteRTBackend(BackendBase):
     """Backend for the ``tflite`` format.
 
     Example:
@@ -321,12 +364,15 @@ class LiteRTBackend:
     name: ClassVar[str] = "litert"
     format: ClassVar[str] = "tflite"
 
-    def unavailable_reason(self) -> str | None:
+    def unavailable(self) -> EdgekitError | None:
         try:
             _interpreter_class()
         except MissingDependencyError as exc:
-            return str(exc)
+            return exc
         return None
+
+    def guess_precision(self, path: Path) -> str:
+        return guess_precision(path)
 
     def open(self, path: Path, **options: Any) -> LiteRTEngine:
         unknown = set(options) - {"num_threads", "use_xnnpack", "delegates"}

@@ -15,8 +15,9 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from edgekit.errors import BackendError, InputError, MissingDependencyError
+from edgekit.errors import BackendError, EdgekitError, InputError, MissingDependencyError
 from edgekit.manifest import TensorSpec
+from edgekit.runtime.backends.base import BackendBase
 from edgekit.runtime.backends.litert import default_threads
 
 # Short names users type -> onnxruntime's provider names.
@@ -136,7 +137,7 @@ class ORTEngine:
         }[graph_optimization]
         self.graph_optimization = graph_optimization
         provider_options = [self._provider_options(p) for p in chosen]
-        from edgekit._quiet import captured_output
+        from edgekit.quiet import captured_output
 
         try:
             with captured_output():
@@ -177,7 +178,7 @@ class ORTEngine:
         }
 
 
-class ONNXRuntimeBackend:
+class ONNXRuntimeBackend(BackendBase):
     """Backend for the ``onnx`` format.
 
     Example:
@@ -189,12 +190,15 @@ class ONNXRuntimeBackend:
     name: ClassVar[str] = "onnxruntime"
     format: ClassVar[str] = "onnx"
 
-    def unavailable_reason(self) -> str | None:
+    def unavailable(self) -> EdgekitError | None:
         try:
             _ort()
         except MissingDependencyError as exc:
-            return str(exc)
+            return exc
         return None
+
+    def guess_precision(self, path: Path) -> str:
+        return guess_precision(path)
 
     def open(self, path: Path, **options: Any) -> ORTEngine:
         unknown = set(options) - set(OPTIONS)

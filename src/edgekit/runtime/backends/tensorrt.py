@@ -5,7 +5,7 @@ A ``.trt`` folder, as ``edgekit convert -t tensorrt:fp16`` writes it::
     model.onnx            the portable model the engines are built from
     build.json            precision, batch profile, workspace; which device the shipped engine is for
     calibration.cache     int8 only: TensorRT's scales, so a rebuild needs no calibration data
-    engines/<key>.engine  the engine built at conversion time, keyed by :func:`_trt.cache_key`
+    engines/<key>.engine  the engine built at conversion time, keyed by :func:`trt_support.cache_key`
 
 Opening it on a device whose key has no engine builds one from ``model.onnx`` (minutes on a
 Jetson) and caches it under ``$EDGEKIT_CACHE/tensorrt/``; the artifact folder itself is never
@@ -25,9 +25,11 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from edgekit.errors import BackendError, InputError, MissingDependencyError
+from edgekit import formats
+from edgekit.errors import BackendError, EdgekitError, InputError, MissingDependencyError, UnsupportedError
 from edgekit.manifest import TensorSpec
-from edgekit.runtime.backends import _trt
+from edgekit.runtime.backends import trt_support
+from edgekit.runtime.backends.base import BackendBase
 
 BUILD_FILE = "build.json"
 ONNX_FILE = "model.onnx"
@@ -37,30 +39,18 @@ NOT_PORTABLE = ("TensorRT engines only load on the TensorRT version and GPU they
                 "device (edgekit convert MODEL -t tensorrt:fp16 -o out/), or load the .trt folder, which rebuilds itself")
 
 
-def unavailable_reason() -> str | None:
-    """Why TensorRT engines cannot run here (``None`` when they can)."""
-    try:
-        _trt.trt()
-        _trt.Cuda()
-    except (MissingDependencyError, BackendError) as exc:
-        return str(exc)
-    except Exception as exc:  # noqa: BLE001 - a broken driver raises anything
-        return f"CUDA is not usable here ({' '.join(str(exc).split())[:200]}); TensorRT needs {_trt.NEEDS}"
-    return None
-
-
-def engine_plan(folder: Path, cuda: _trt.Cuda, rebuild: bool = False) -> tuple[bytes, str]:
+def engine_plan(folder: Path, cuda: trt_support.Cuda, rebuild: bool = False) -> tuple[bytes, str]:
     """The engine bytes for this device from a ``.trt`` folder, and where they came from.
 
     Looks for the engine shipped with the artifact under this device's key, then the local cache;
     else (or with ``rebuild``) builds one from ``model.onnx`` into the cache.
     """
     build = _read_build(folder)
-    key = _trt.cache_key(cuda)
+    key = trt_support.cache_key(cuda)
     shipped = folder / ENGINES / f"{key}.engine"
     onnx_bytes = (folder / ONNX_FILE).read_bytes()
     digest = hashlib.sha256(onnx_bytes).hexdigest()[:16]
-    cached = Path(_trt.cache_dir("tensorrt", f"{digest}-{build['precision']}")) / f"{key}.engine"
+    cached = Path(trt_support.cache_dir("tensorrt", f"{digest}-{build['precision']}")) / f"{key}.engine"
     if not rebuild and shipped.is_file():
         return shipped.read_bytes(), "artifact"
     if not rebuild and cached.is_file():
@@ -68,16 +58,16 @@ def engine_plan(folder: Path, cuda: _trt.Cuda, rebuild: bool = False) -> tuple[b
     return _rebuild(folder, build, onnx_bytes, cuda, cached), "built"
 
 
-def _rebuild(folder: Path, build: dict[str, Any], onnx_bytes: bytes, cuda: _trt.Cuda, cached: Path) -> bytes:
+def _rebuild(folder: Path, build: dict[str, Any], onnx_bytes: bytes, cuda: trt_support.Cuda, cached: Path) -> bytes:
     calib = None
     if build["precision"] == "int8":
         cache_file = folder / CALIB_FILE
         if not cache_file.is_file():
             raise BackendError(f"{folder.name} is int8 but has no {CALIB_FILE}: re-run edgekit convert with --calib")
-        calib = _trt.calibrator((), cache_file.read_bytes(), cuda)
-    plan = _trt.build_engine(onnx_bytes, build["precision"], max_batch=int(build["max_batch"]),
-                             opt_batch=int(build.get("opt_batch", 1)), workspace_mb=int(build.get("workspace_mb", 1024)),
-                             calib=calib)
+        calib = trt_support.calibrator((), cache_file.read_bytes(), cuda)
+    plan = trt_support.build_engine(onnx_bytes, build["precision"], max_batch=int(build["max_batch"]),
+                                    opt_batch=int(build.get("opt_batch", 1)), workspace_mb=int(build.get("workspace_mb", 1024)),
+                                    calib=calib)
     fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=".engine-", suffix=".tmp")
     with os.fdopen(fd, "wb") as f:
         f.write(plan)
@@ -106,14 +96,14 @@ class TensorRTEngine:
             raise BackendError(f"TensorRT engine {self.path} does not exist")
         if self.path.is_dir():
             _read_build(self.path)  # a malformed folder is reported as such, even without a GPU
-        t = _trt.trt()
+        t = trt_support.trt()
         self.num_threads = num_threads  # runs on the GPU; kept for a uniform bench schema
-        self._cuda = _trt.Cuda()
+        self._cuda = trt_support.Cuda()
         if self.path.is_dir():
             plan, self.source = engine_plan(self.path, self._cuda)
         else:
             plan, self.source = self.path.read_bytes(), "file"
-        self._runtime = t.Runtime(_trt.logger())
+        self._runtime = t.Runtime(trt_support.logger())
         self._engine = self._runtime.deserialize_cuda_engine(plan)
         if self._engine is None and self.path.is_dir():
             # Same key but still refused (a patch release, a damaged cache entry): rebuild, don't crash.
@@ -179,7 +169,7 @@ class TensorRTEngine:
                 pass
 
 
-class TensorRTBackend:
+class TensorRTBackend(BackendBase):
     """Backend for the ``tensorrt`` format.
 
     Example:
@@ -190,10 +180,20 @@ class TensorRTBackend:
     name: ClassVar[str] = "tensorrt"
     format: ClassVar[str] = "tensorrt"
 
-    def unavailable_reason(self) -> str | None:
-        if platform.system() not in ("Linux", "Windows"):
-            return f"TensorRT runs on Linux/Windows with {_trt.NEEDS}"
-        return unavailable_reason()
+    def unavailable(self) -> EdgekitError | None:
+        """A platform TensorRT does not run on, a missing ``tensorrt``/``cuda-python`` (typed, with the
+        extra), or no usable GPU; ``None`` when engines can run here."""
+        spec = formats.FORMATS.get(self.format)
+        if spec is not None and not spec.runs_on(platform.system()):
+            return UnsupportedError(f"TensorRT runs on {'/'.join(spec.platforms)} with {trt_support.NEEDS}")
+        try:
+            trt_support.trt()
+            trt_support.Cuda()
+        except (MissingDependencyError, BackendError) as exc:
+            return exc
+        except Exception as exc:  # noqa: BLE001 - a broken driver raises anything
+            return BackendError(f"CUDA is not usable here ({' '.join(str(exc).split())[:200]}); TensorRT needs {trt_support.NEEDS}")
+        return None
 
     def open(self, path: Path, **options: Any) -> TensorRTEngine:
         unknown = set(options) - {"num_threads"}

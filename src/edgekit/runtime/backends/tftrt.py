@@ -14,8 +14,9 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from edgekit.errors import BackendError, InputError, MissingDependencyError
+from edgekit.errors import BackendError, EdgekitError, InputError, MissingDependencyError, UnsupportedError
 from edgekit.manifest import TensorSpec
+from edgekit.runtime.backends.base import BackendBase
 
 FIX = ("run it where TensorFlow has TensorRT (NVIDIA's TensorFlow for Jetson, the image from Dockerfile.jetson, "
        "or an NGC tensorflow container), or use the onnx / tensorrt artifacts instead")
@@ -24,7 +25,7 @@ FIX = ("run it where TensorFlow has TensorRT (NVIDIA's TensorFlow for Jetson, th
 def _tf() -> Any:
     if importlib.util.find_spec("tensorflow") is None:
         raise MissingDependencyError("tensorflow", "convert", f"TF-TRT models; {FIX}")
-    from edgekit._quiet import captured_output, quiet_tf_env
+    from edgekit.quiet import captured_output, quiet_tf_env
 
     quiet_tf_env()
     with captured_output():
@@ -47,7 +48,7 @@ def _signature(path: Path) -> tuple[Any, Any]:
     tf = _tf()
     if not path.is_dir() or not (path / "saved_model.pb").is_file():
         raise BackendError(f"{path.name} is not a TF-TRT SavedModel folder (no saved_model.pb inside)")
-    from edgekit._quiet import captured_output
+    from edgekit.quiet import captured_output
 
     try:
         with captured_output():
@@ -99,7 +100,7 @@ class TFTRTEngine:
                 "num_threads": self.num_threads}
 
 
-class TFTRTBackend:
+class TFTRTBackend(BackendBase):
     """Backend for the ``tftrt`` format.
 
     Example:
@@ -110,12 +111,12 @@ class TFTRTBackend:
     name: ClassVar[str] = "tftrt"
     format: ClassVar[str] = "tftrt"
 
-    def unavailable_reason(self) -> str | None:
+    def unavailable(self) -> EdgekitError | None:
         try:
             if not tensorrt_enabled():
-                return f"this TensorFlow is not built with TensorRT: {FIX}"
+                return UnsupportedError(f"this TensorFlow is not built with TensorRT: {FIX}")
         except MissingDependencyError as exc:
-            return str(exc)
+            return exc
         return None
 
     def open(self, path: Path, **options: Any) -> TFTRTEngine:

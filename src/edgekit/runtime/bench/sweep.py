@@ -1,0 +1,229 @@
+"""Bench a model file, or every artifact of an edgekit output folder, at one or more settings.
+
+Errors become results with ``error`` set, and artifacts this device cannot run are listed as
+skipped with the reason, so one folder holding every format benches side by side anywhere.
+
+Example:
+    >>> from edgekit.runtime.bench import BenchConfig
+    >>> rows = bench_path("out/", BenchConfig(runs=50))  # doctest: +SKIP
+    >>> [(r.target, r.status) for r in rows]  # doctest: +SKIP
+    [('tflite:fp32', 'ok'), ('coreml:fp16', 'skipped')]
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from edgekit import formats
+from edgekit.errors import EdgekitError, InputError, ModelError
+from edgekit.manifest import Artifact, Manifest, artifact_bytes
+from edgekit.runtime.backends import format_for_path, get_backend
+from edgekit.runtime.bench.config import CV_WARN, BenchConfig, BenchResult
+from edgekit.runtime.bench.timing import (cold_start_ms, peak_rss_mb, reset_peak_rss, throttle_warnings,
+                                          time_session)
+from edgekit.runtime.device import throttling
+from edgekit.runtime.session import Session, run_batched
+
+
+def accuracy(session: Session, inputs: "Sequence[np.ndarray] | dict[str, np.ndarray]", labels: np.ndarray) -> float | None:
+    """Top-1 accuracy (%) of the first class-shaped output, or ``None`` if the model has none.
+
+    Example:
+        >>> accuracy(load("model.tflite"), [x], labels)  # doctest: +SKIP
+        97.5
+    """
+    outs = run_batched(session, inputs)
+    for o in outs:
+        if o.ndim == 2 and o.shape[1] > 1 and len(o) == len(labels):
+            return round(float(np.mean(np.argmax(o, axis=1) == labels)) * 100.0, 4)
+    return None
+
+
+def bench_file(path: str | os.PathLike[str], config: BenchConfig = BenchConfig(), *, artifact: Artifact | None = None,
+               eval_data: tuple[Any, np.ndarray] | None = None,
+               verify: bool = True) -> BenchResult:
+    """Load one artifact (timing the load) and bench it. Errors become a result with ``error`` set.
+
+    Example:
+        >>> bench_file("model.tflite", BenchConfig(runs=20)).status  # doctest: +SKIP
+        'ok'
+    """
+    from edgekit.runtime.loader import load, verify_artifact
+
+    path = Path(path)
+    guessed = None if artifact else guess_precision(path)
+    base = {
+        "model": str(path),
+        "target": artifact.target if artifact else f"{path.suffix.lstrip('.')}:{guessed}",
+        "format": artifact.format if artifact else format_of(path),
+        "precision": artifact.precision if artifact else guessed,
+        "status": "error",
+        "size_bytes": artifact_bytes(path) if path.exists() else None,  # folder artifacts: total of their files
+        "batch_size": config.batch_size,
+        "validation": artifact.status if artifact else None,
+    }
+    try:
+        if artifact is not None and verify:
+            verify_artifact(path, artifact)
+        # Import the engine first so load_ms is the model's load, not the library's import.
+        get_backend(artifact.format if artifact else format_for_path(path)).unavailable()
+        cold = cold_start_ms(path, config.num_threads) if config.cold_start else None
+        before = throttling()
+        reset_peak_rss()
+        t = time.perf_counter()
+        session = load(path, num_threads=config.num_threads)
+        load_ms = round((time.perf_counter() - t) * 1e3, 3)
+        timing = time_session(session, config)
+        acc = None
+        if eval_data is not None:
+            acc = accuracy(session, eval_data[0], eval_data[1])
+        peak = peak_rss_mb()
+    except EdgekitError as exc:
+        return BenchResult(**base, error=str(exc))
+    warnings = throttle_warnings(before, throttling())
+    if timing["robust_cv"] is not None and timing["robust_cv"] > CV_WARN:
+        warnings.append(f"unstable timing: robust cv {timing['robust_cv']:.2f} > {CV_WARN} (busy or throttled machine?)")
+    info = session.info
+    return BenchResult(
+        **{**base, "status": "ok"},
+        num_threads=info.get("num_threads"),
+        engine=str(info.get("engine", "")),
+        engine_version=str(info.get("engine_version", "")),
+        cold_start_ms=cold,
+        load_ms=load_ms,
+        **timing,
+        peak_rss_mb=peak,
+        accuracy=acc,
+        accuracy_samples=len(eval_data[1]) if eval_data is not None and acc is not None else None,
+        warnings=tuple(warnings),
+    )
+
+
+def load_eval(folder: Path, manifest: Manifest, override: str | os.PathLike[str] | None = None) -> tuple[Any, np.ndarray] | None:
+    """Eval inputs and labels for accuracy: ``override`` (.npz), else the ``eval.npz`` convert wrote.
+
+    Example:
+        >>> inputs, labels = load_eval(Path("out"), Manifest.load("out"))  # doctest: +SKIP
+    """
+    path = Path(override) if override else (folder / manifest.eval_data["file"] if manifest.eval_data.get("file") else None)
+    if path is None:
+        return None
+    if not path.is_file():
+        raise InputError(f"eval data {path} does not exist")
+    from edgekit.calibration import from_npz
+
+    ds = from_npz(path)
+    if ds.labels is None:
+        return None
+    names = [s["name"] for s in manifest.source.get("inputs", [])]
+    if len(names) == ds.num_inputs:
+        # eval.npz stores inputs in the source model's order; feed them by name.
+        return dict(zip(names, ds.inputs)), ds.labels
+    return list(ds.inputs), ds.labels
+
+
+def bench_path(path: str | os.PathLike[str], config: BenchConfig | Sequence[BenchConfig] = BenchConfig(), *,
+               target: str | None = None, eval_path: str | os.PathLike[str] | None = None,
+               verify: bool = True) -> list[BenchResult]:
+    """Bench a model file, or every artifact of an edgekit output folder, side by side.
+
+    ``config`` may be a list (a threads x batch sweep): the manifest, eval data and each artifact's
+    checksum are then read once, not once per configuration.
+
+    Example:
+        >>> rows = bench_path("out/", BenchConfig(runs=50))  # doctest: +SKIP
+    """
+    configs = [config] if isinstance(config, BenchConfig) else list(config)
+    p = Path(path)
+    if not p.exists():
+        raise ModelError(f"{p} does not exist")
+    from edgekit.runtime.loader import artifact_path, is_output_folder
+
+    if not is_output_folder(p):
+        data = None
+        if eval_path:
+            from edgekit.calibration import from_npz
+
+            ds = from_npz(eval_path)
+            data = (list(ds.inputs), ds.labels) if ds.labels is not None else None
+        return [bench_file(p, c, eval_data=data, verify=verify) for c in configs]
+    folder = p if p.is_dir() else p.parent
+    manifest = Manifest.load(folder)
+    data = load_eval(folder, manifest, eval_path)
+    chosen = [a for a in manifest.artifacts if not target or target in (a.target, a.format, a.precision)]
+    if not chosen:
+        raise ModelError(f"no artifact matches {target!r}; this folder has {[a.target for a in manifest.artifacts]}")
+    results = []
+    for a in chosen:
+        if not a.path:
+            results.append(BenchResult(model="-", target=a.target, format=a.format, precision=a.precision,
+                                       status="skipped", validation=a.status, error=a.error))
+            continue
+        try:
+            file = artifact_path(folder, a)
+        except EdgekitError as exc:
+            results.append(BenchResult(model=str(a.path), target=a.target, format=a.format, precision=a.precision,
+                                       status="error", validation=a.status, error=str(exc)))
+            continue
+        cannot_run = engine_unavailable(a.format)
+        if cannot_run:
+            # One folder holds every format; those this device cannot run (CoreML off macOS, TensorRT
+            # without a GPU) are listed with the reason instead of failing the whole bench.
+            results.append(BenchResult(model=str(file), target=a.target, format=a.format, precision=a.precision,
+                                       status="skipped", size_bytes=a.bytes, validation=a.status,
+                                       error=f"not run here: {cannot_run}"))
+            continue
+        for i, c in enumerate(configs):
+            r = bench_file(file, c, artifact=a, eval_data=data, verify=verify and i == 0)
+            results.append(r)
+            if r.status == "error":
+                break  # a corrupt or missing artifact fails the same way at every setting
+    return results
+
+
+def engine_unavailable(fmt: str) -> str | None:
+    """Why format ``fmt`` cannot run here, or ``None`` (an unknown format is a reason too).
+
+    Example:
+        >>> engine_unavailable("tflite") is None
+        True
+    """
+    try:
+        err = get_backend(fmt).unavailable()
+    except EdgekitError as exc:
+        return str(exc)
+    return None if err is None else str(err)
+
+
+def format_of(path: Path) -> str:
+    """The format a bare file's suffix says (see :data:`edgekit.formats.FORMATS`), else the suffix itself.
+
+    Example:
+        >>> format_of(Path("m.plan")), format_of(Path("m.bin"))
+        ('tensorrt', 'bin')
+    """
+    return formats.format_for_suffix(path.suffix) or path.suffix.lstrip(".")
+
+
+def guess_precision(path: Path) -> str:
+    """Best guess at a bare file's precision (for the table only; manifests say it exactly), else ``"?"``.
+
+    Asks the backend of the file's format, if it can tell (``guess_precision``: LiteRT reads the
+    tensor types, ONNX Runtime the precision edgekit stamps into the metadata).
+
+    Example:
+        >>> guess_precision(Path("absent.tflite")), guess_precision(Path("model.bin"))
+        ('?', '?')
+    """
+    fmt = formats.format_for_suffix(path.suffix)
+    if fmt is None or not path.is_file():
+        return "?"
+    try:
+        return get_backend(fmt).guess_precision(path)
+    except (EdgekitError, AttributeError):  # AttributeError: a plug-in backend without the hook
+        return "?"
