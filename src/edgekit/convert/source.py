@@ -273,7 +273,11 @@ def load_source(spec: str | Any, *, allow_unsafe: bool = False, seed: int = 0, p
         return from_keras(spec)
     path = Path(spec)
     if not path.exists():
-        raise ModelError(f"model {str(spec)!r} does not exist (expected a .keras/.h5 file, a SavedModel folder or a zoo name)")
+        # The converter knows no zoo (the caller resolves names); say where a bare name would work.
+        hint = ("; zoo names are resolved by edgekit.api.convert and the edgekit CLI"
+                if not path.suffix and len(path.parts) == 1 else "")
+        raise ModelError(f"model {str(spec)!r} does not exist (expected a .keras/.h5 file, a SavedModel folder "
+                         f"or a zoo name){hint}")
     if path.is_dir():
         if not (path / "saved_model.pb").is_file() and not (path / "saved_model.pbtxt").is_file():
             raise ModelError(f"{path} is a folder but not a SavedModel (no saved_model.pb inside)")

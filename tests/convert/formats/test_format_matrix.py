@@ -72,6 +72,7 @@ def custom_layer():
 MODELS = {"sequential": sequential, "multi_io": multi_io, "custom_layer": custom_layer}
 CELLS = [(fmt, p) for fmt in exporter_names() for p in get_exporter(fmt).precisions]
 ALL_PRECISIONS = sorted({p for _, p in CELLS} | {"int4", "bf16"})
+TARGET_OPTIONS = {("onnx", "int8"): ",reduce_range=true"}
 
 
 def expected_status(fmt: str) -> str:
@@ -98,7 +99,11 @@ def converted(request, tmp_path_factory):
     # Untrained models on random inputs have near-tied logits, so top-1 agreement of int8 says
     # little here (fp16 flips a near-tie too); the digits tests hold every precision to the real
     # accuracy bar. SNR and max-abs-error checks stay at their defaults.
-    recipe = {"model": request.param, "targets": [f"{f}:{p}" for f, p in CELLS], "calib": str(tmp / "calib.npz"),
+    # ONNX int8 with 7-bit weights: onnxruntime's u8s8 kernels saturate on x86 CPUs without VNNI
+    # (multi_io fell to 11.9 dB SNR on an AVX2 EPYC, 30 dB with reduce_range), so the verdict would
+    # depend on the CPU the suite runs on rather than on the converter.
+    recipe = {"model": request.param, "targets": [f"{f}:{p}" + TARGET_OPTIONS.get((f, p), "") for f, p in CELLS],
+              "calib": str(tmp / "calib.npz"),
               "eval": str(tmp / "eval.npz"),
               "tolerances": {"int8": {"min_top1_agreement": 0.6}, "dynamic": {"min_top1_agreement": 0.8},
                              "fp16": {"min_top1_agreement": 0.9}}}
@@ -116,7 +121,7 @@ def test_every_supported_cell_converts_loads_and_validates(converted):
     import edgekit.runtime as rt
 
     name, manifest, out = converted
-    assert [a.target for a in manifest.artifacts] == [f"{f}:{p}" for f, p in CELLS]
+    assert [f"{a.format}:{a.precision}" for a in manifest.artifacts] == [f"{f}:{p}" for f, p in CELLS]
     for a in manifest.artifacts:
         want = expected_status(a.format)
         assert a.status == want, (name, a.target, a.status, a.error)
@@ -124,6 +129,8 @@ def test_every_supported_cell_converts_loads_and_validates(converted):
             assert a.path is None and a.error and ("pip install" in a.error or "GPU" in a.error or "TensorRT" in a.error)
             continue
         assert (out / a.path).exists() and a.bytes > 0 and a.sha256
+        if (a.format, a.precision) == ("onnx", "int8"):
+            assert a.options["reduce_range"] is True  # the option reached the quantizer and the manifest
         assert sorted(s.name for s in a.outputs) == sorted(s["name"] for s in manifest.source["outputs"])
         if want == NOT_VALIDATED:
             assert a.error.startswith("not validated: ") and not a.validation
