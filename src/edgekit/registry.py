@@ -64,6 +64,29 @@ def unknown(kind: str, name: str, known: Iterable[str], error: type[EdgekitError
     return error(f"unknown {kind} {name!r}{did_you_mean(name, known)}; {known_label}: {', '.join(known) or 'none'}")
 
 
+def missing(*checks: Callable[[], Any]) -> EdgekitError | None:
+    """The first :class:`~edgekit.errors.MissingDependencyError` that ``checks`` raise, else ``None``.
+
+    Each check imports (or finds) what a plug-in needs and raises ``MissingDependencyError`` when it
+    is not installed; the error comes back as a value, as :meth:`Plugin.unavailable` reports it.
+
+    Example:
+        >>> from edgekit.errors import MissingDependencyError
+        >>> def need_engine():
+        ...     raise MissingDependencyError("someengine", "demo")
+        >>> missing(lambda: None), missing(need_engine).extra
+        (None, 'demo')
+    """
+    from edgekit.errors import MissingDependencyError
+
+    for check in checks:
+        try:
+            check()
+        except MissingDependencyError as exc:
+            return exc
+    return None
+
+
 class Plugin:
     """What every plug-in that may not run here shares: a typed :meth:`unavailable` and its text.
 

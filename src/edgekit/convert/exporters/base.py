@@ -179,6 +179,20 @@ class ExporterBase(Plugin):
         """The suffix of the artifacts it writes, from :data:`edgekit.formats.FORMATS`."""
         return formats.FORMATS[self.format].suffix
 
+    def ready(self, precision: str, options: Mapping[str, Any], calib: Any) -> None:
+        """What every ``export`` checks first: the options, the calibration data, the converter.
+
+        Raises:
+            RecipeError: an option that is unknown, bad or meaningless for ``precision``.
+            InputError: a precision that needs calibration data and got none.
+            EdgekitError: :meth:`unavailable`'s typed reason (a missing converter).
+        """
+        check_options(self, precision, options)
+        require_calibration(self, precision, calib)
+        missing = self.unavailable()
+        if missing is not None:
+            raise missing
+
     def option(self, name: str) -> Option:
         """The declared option ``name`` (``KeyError`` if there is none)."""
         for o in self.options:

@@ -73,7 +73,7 @@ class CoreMLExporter(ExporterBase):
         return None
 
     def export(self, source: Any, precision: str, options: Mapping[str, Any], calib: Any, out: Path) -> ExportResult:
-        check_options(self, precision, options)
+        self.ready(precision, options, calib)
         used: dict[str, Any] = {"max_batch": int(self.setting(options, "max_batch"))}
         if precision in ("int8", "palettized"):
             used["compute"] = self.setting(options, "compute")

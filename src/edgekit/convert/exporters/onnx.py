@@ -15,8 +15,7 @@ from typing import Any, ClassVar, Iterator, Mapping
 from edgekit import __version__
 from edgekit.quiet import captured_output
 from edgekit.convert.exporters._tf2onnx import DEFAULT_OPSET, OPSETS, missing_converter, onnx_model
-from edgekit.convert.exporters.base import (ExporterBase, ExportResult, Option, check_options, layer_names,
-                                            require_calibration)
+from edgekit.convert.exporters.base import ExporterBase, ExportResult, Option, check_options, layer_names
 from edgekit.errors import ConverterError, EdgekitError, ExportError
 
 TOOL = "onnxruntime.quantization"
@@ -73,8 +72,7 @@ class ONNXExporter(ExporterBase):
         return missing_converter()
 
     def export(self, source: Any, precision: str, options: Mapping[str, Any], calib: Any, out: Path) -> ExportResult:
-        check_options(self, precision, options)
-        require_calibration(self, precision, calib)
+        self.ready(precision, options, calib)
         opset = int(self.setting(options, "opset"))
         model, route = onnx_model(source, opset)
         used: dict[str, Any] = {"opset": opset}

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Mapping
 from edgekit.quiet import captured_output
 from edgekit.convert.exporters._tf2onnx import DEFAULT_OPSET, missing_converter, onnx_model
 from edgekit.checks import positive_int
-from edgekit.convert.exporters.base import ExporterBase, ExportResult, Option, check_options, require_calibration
+from edgekit.convert.exporters.base import ExporterBase, ExportResult, Option
 from edgekit.errors import BackendError, ConverterError, EdgekitError, RecipeError
 from edgekit.manifest import TensorSpec
 
@@ -75,11 +75,7 @@ class TensorRTExporter(ExporterBase):
         from edgekit.runtime.backends import trt_support
         from edgekit.runtime.backends.tensorrt import BUILD_FILE, CALIB_FILE, ENGINES, ONNX_FILE
 
-        check_options(self, precision, options)
-        require_calibration(self, precision, calib)
-        missing = self.unavailable()
-        if missing is not None:
-            raise missing
+        self.ready(precision, options, calib)
         workspace = self.setting(options, "workspace_mb") or trt_support.DEFAULT_WORKSPACE_MB
         build = {"precision": precision, "max_batch": int(self.setting(options, "max_batch")),
                  "opt_batch": int(self.setting(options, "opt_batch")), "workspace_mb": int(workspace),

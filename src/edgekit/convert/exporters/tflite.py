@@ -12,8 +12,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 from edgekit.quiet import captured_output
 from edgekit.convert.tf_env import tf
-from edgekit.convert.exporters.base import (ExporterBase, ExportResult, Option, check_options, layer_names,
-                                            require_calibration)
+from edgekit.convert.exporters.base import ExporterBase, ExportResult, Option, check_options, layer_names
 from edgekit.errors import ConverterError, EdgekitError, RecipeError, UnsupportedError
 
 TOOL = "TFLite converter"
@@ -76,8 +75,7 @@ class TFLiteExporter(ExporterBase):
 
     def export(self, source: Any, precision: str, options: Mapping[str, Any], calib: Any, out: Path) -> ExportResult:
         t = tf()
-        check_options(self, precision, options)
-        require_calibration(self, precision, calib)
+        self.ready(precision, options, calib)
         keep_float = layer_names(options.get("keep_float"))
         select = bool(self.setting(options, "select_tf_ops"))
         # Without keep_float, int8 defaults to integer I/O; the selective model is float I/O (and an

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Iterator, Mapping
 from edgekit.quiet import captured_output
 from edgekit.checks import positive_int
 from edgekit.convert.tf_env import tf
-from edgekit.convert.exporters.base import ExporterBase, ExportResult, Option, check_options, require_calibration
+from edgekit.convert.exporters.base import ExporterBase, ExportResult, Option
 from edgekit.errors import ConverterError, EdgekitError, MissingDependencyError, UnsupportedError
 
 FIX = ("use a TensorRT-enabled TensorFlow on an NVIDIA GPU: NVIDIA's TensorFlow for Jetson (the image built from "
@@ -73,11 +73,7 @@ class TFTRTExporter(ExporterBase):
         return tftrt_unavailable()
 
     def export(self, source: Any, precision: str, options: Mapping[str, Any], calib: Any, out: Path) -> ExportResult:
-        check_options(self, precision, options)
-        require_calibration(self, precision, calib)
-        missing = self.unavailable()
-        if missing is not None:
-            raise missing
+        self.ready(precision, options, calib)
         max_batch = int(self.setting(options, "max_batch"))
         names = [s.name for s in source.inputs]
         t = tf()

@@ -13,13 +13,14 @@ Example:
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from edgekit import formats
-from edgekit.errors import BackendError, EdgekitError
+from edgekit.errors import BackendError, EdgekitError, InputError, UnsupportedError
 from edgekit.manifest import TensorSpec
 from edgekit.registry import Plugin, Registry, did_you_mean
 
@@ -73,6 +74,33 @@ class BackendBase(Plugin):
         >>> Nowhere().unavailable_reason()
         'no engine here'
     """
+
+    def wrong_platform(self, why: str) -> UnsupportedError | None:
+        """``UnsupportedError(why)`` when this OS is not among the format's ``platforms`` (FORMATS), else ``None``."""
+        spec = formats.FORMATS.get(self.format)
+        if spec is not None and not spec.runs_on(platform.system()):
+            return UnsupportedError(why)
+        return None
+
+    # Keyword options ``open()`` accepts, and the engine's name in messages about them.
+    open_options: ClassVar[tuple[str, ...]] = ()
+    engine_label: ClassVar[str] = ""
+
+    def check_open_options(self, options: Mapping[str, Any]) -> None:
+        """Refuse an ``open()`` option this engine does not take, naming the ones it does.
+
+        Example:
+            >>> class Demo(BackendBase):
+            ...     open_options, engine_label = ("num_threads",), "Demo"
+            >>> Demo().check_open_options({"threads": 2})
+            Traceback (most recent call last):
+            ...
+            edgekit.errors.InputError: unknown Demo option(s) ['threads']; known: num_threads
+        """
+        unknown = set(options) - set(self.open_options)
+        if unknown:
+            raise InputError(f"unknown {self.engine_label or type(self).__name__} option(s) {sorted(unknown)}; "
+                             f"known: {', '.join(self.open_options)}")
 
     def guess_precision(self, path: Path) -> str:
         """A bare artifact's precision read from the file itself, or ``"?"`` if this engine cannot tell.

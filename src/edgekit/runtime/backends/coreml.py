@@ -13,9 +13,9 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from edgekit import formats
-from edgekit.errors import BackendError, EdgekitError, InputError, MissingDependencyError, UnsupportedError
+from edgekit.errors import BackendError, EdgekitError, InputError, MissingDependencyError
 from edgekit.manifest import TensorSpec
+from edgekit.registry import missing
 from edgekit.runtime.backends.base import BackendBase
 
 NOT_MACOS = "CoreML runs only on macOS"
@@ -92,19 +92,12 @@ class CoreMLBackend(BackendBase):
 
     name: ClassVar[str] = "coreml"
     format: ClassVar[str] = "coreml"
+    open_options: ClassVar[tuple[str, ...]] = ("compute_units", "num_threads")
+    engine_label: ClassVar[str] = "CoreML"
 
     def unavailable(self) -> EdgekitError | None:
-        spec = formats.FORMATS.get(self.format)
-        if spec is not None and not spec.runs_on(platform.system()):
-            return UnsupportedError(NOT_MACOS)
-        try:
-            _coremltools()
-        except MissingDependencyError as exc:
-            return exc
-        return None
+        return self.wrong_platform(NOT_MACOS) or missing(_coremltools)
 
     def open(self, path: Path, **options: Any) -> CoreMLEngine:
-        unknown = set(options) - {"compute_units", "num_threads"}
-        if unknown:
-            raise InputError(f"unknown CoreML option(s) {sorted(unknown)}; known: compute_units, num_threads")
+        self.check_open_options(options)
         return CoreMLEngine(Path(path), **options)

@@ -15,6 +15,7 @@ import numpy as np
 
 from edgekit.errors import BackendError, EdgekitError, InputError, MissingDependencyError
 from edgekit.manifest import TensorSpec
+from edgekit.registry import missing
 from edgekit.runtime.backends.base import BackendBase
 
 
@@ -363,21 +364,17 @@ class LiteRTBackend(BackendBase):
 
     name: ClassVar[str] = "litert"
     format: ClassVar[str] = "tflite"
+    open_options: ClassVar[tuple[str, ...]] = ("num_threads", "use_xnnpack", "delegates")
+    engine_label: ClassVar[str] = "LiteRT"
 
     def unavailable(self) -> EdgekitError | None:
-        try:
-            _interpreter_class()
-        except MissingDependencyError as exc:
-            return exc
-        return None
+        return missing(_interpreter_class)
 
     def guess_precision(self, path: Path) -> str:
         return guess_precision(path)
 
     def open(self, path: Path, **options: Any) -> LiteRTEngine:
-        unknown = set(options) - {"num_threads", "use_xnnpack", "delegates"}
-        if unknown:
-            raise InputError(f"unknown LiteRT option(s) {sorted(unknown)}; known: num_threads, use_xnnpack, delegates")
+        self.check_open_options(options)
         return LiteRTEngine(Path(path), **options)
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from edgekit.errors import BackendError, EdgekitError, InputError, MissingDependencyError
 from edgekit.manifest import TensorSpec
+from edgekit.registry import missing
 from edgekit.runtime.backends.base import BackendBase
 from edgekit.runtime.backends.litert import default_threads
 
@@ -189,21 +190,17 @@ class ONNXRuntimeBackend(BackendBase):
 
     name: ClassVar[str] = "onnxruntime"
     format: ClassVar[str] = "onnx"
+    open_options: ClassVar[tuple[str, ...]] = tuple(OPTIONS)
+    engine_label: ClassVar[str] = "onnxruntime"
 
     def unavailable(self) -> EdgekitError | None:
-        try:
-            _ort()
-        except MissingDependencyError as exc:
-            return exc
-        return None
+        return missing(_ort)
 
     def guess_precision(self, path: Path) -> str:
         return guess_precision(path)
 
     def open(self, path: Path, **options: Any) -> ORTEngine:
-        unknown = set(options) - set(OPTIONS)
-        if unknown:
-            raise InputError(f"unknown onnxruntime option(s) {sorted(unknown)}; known: {', '.join(OPTIONS)}")
+        self.check_open_options(options)
         return ORTEngine(Path(path), **options)
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import tempfile
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
@@ -26,7 +25,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from edgekit import formats
-from edgekit.errors import BackendError, EdgekitError, InputError, MissingDependencyError, UnsupportedError
+from edgekit.errors import BackendError, EdgekitError, InputError, MissingDependencyError
 from edgekit.manifest import TensorSpec
 from edgekit.runtime.backends import trt_support
 from edgekit.runtime.backends.base import BackendBase
@@ -179,13 +178,16 @@ class TensorRTBackend(BackendBase):
 
     name: ClassVar[str] = "tensorrt"
     format: ClassVar[str] = "tensorrt"
+    open_options: ClassVar[tuple[str, ...]] = ("num_threads",)
+    engine_label: ClassVar[str] = "TensorRT"
 
     def unavailable(self) -> EdgekitError | None:
         """A platform TensorRT does not run on, a missing ``tensorrt``/``cuda-python`` (typed, with the
         extra), or no usable GPU; ``None`` when engines can run here."""
-        spec = formats.FORMATS.get(self.format)
-        if spec is not None and not spec.runs_on(platform.system()):
-            return UnsupportedError(f"TensorRT runs on {'/'.join(spec.platforms)} with {trt_support.NEEDS}")
+        wrong = self.wrong_platform(f"TensorRT runs on {'/'.join(formats.FORMATS[self.format].platforms)} "
+                                    f"with {trt_support.NEEDS}")
+        if wrong is not None:
+            return wrong
         try:
             trt_support.trt()
             trt_support.Cuda()
@@ -196,7 +198,5 @@ class TensorRTBackend(BackendBase):
         return None
 
     def open(self, path: Path, **options: Any) -> TensorRTEngine:
-        unknown = set(options) - {"num_threads"}
-        if unknown:
-            raise InputError(f"unknown TensorRT option(s) {sorted(unknown)}; known: num_threads")
+        self.check_open_options(options)
         return TensorRTEngine(Path(path), **options)

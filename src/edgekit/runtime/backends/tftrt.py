@@ -110,6 +110,8 @@ class TFTRTBackend(BackendBase):
 
     name: ClassVar[str] = "tftrt"
     format: ClassVar[str] = "tftrt"
+    open_options: ClassVar[tuple[str, ...]] = ("num_threads",)
+    engine_label: ClassVar[str] = "TF-TRT"
 
     def unavailable(self) -> EdgekitError | None:
         try:
@@ -120,7 +122,5 @@ class TFTRTBackend(BackendBase):
         return None
 
     def open(self, path: Path, **options: Any) -> TFTRTEngine:
-        unknown = set(options) - {"num_threads"}
-        if unknown:
-            raise InputError(f"unknown TF-TRT option(s) {sorted(unknown)}; known: num_threads")
+        self.check_open_options(options)
         return TFTRTEngine(Path(path), **options)
