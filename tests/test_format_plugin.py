@@ -135,3 +135,4 @@ def test_a_coverage_run_converts_it(toy, tmp_path):
     # A zoo model the toy cannot store is a reasoned, typed refusal, never a crash.
     conv = run(["digits-cnn"], ["npzmlp:fp32"], eval_limit=50, work_dir=tmp_path / "cnn").cells[0]
     assert conv.status == "error" and "Dense layers only" in conv.reason
+    assert conv.blame == "converter" and conv.tool == "npzmlp"  # the error's kind, recorded where raised

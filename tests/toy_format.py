@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from edgekit.convert.exporters import ExporterBase, ExportResult
-from edgekit.errors import BackendError, ExportError, UnsupportedError
+from edgekit.errors import BackendError, ConverterError, ExportError
 from edgekit.manifest import TensorSpec
 from edgekit.runtime.backends import BackendBase
 
@@ -37,10 +37,10 @@ class MLPExporter(ExporterBase):
             if kind in ("InputLayer", "Dropout", "Flatten"):
                 continue
             if kind != "Dense":
-                raise UnsupportedError(f"npzmlp stores Dense layers only; {layer.name} is a {kind}")
+                raise ConverterError("npzmlp", f"npzmlp stores Dense layers only; {layer.name} is a {kind}")
             act = layer.get_config()["activation"]
             if act not in ACTIVATIONS:
-                raise UnsupportedError(f"npzmlp has no activation {act!r} (layer {layer.name})")
+                raise ConverterError("npzmlp", f"npzmlp has no activation {act!r} (layer {layer.name})")
             kernel, bias = layer.get_weights()
             dtype = np.float16 if precision == "fp16" else np.float32
             arrays[f"w{len(acts)}"], arrays[f"b{len(acts)}"] = kernel.astype(dtype), bias.astype(dtype)
