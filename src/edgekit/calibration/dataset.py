@@ -13,7 +13,6 @@ Example:
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -23,7 +22,7 @@ import numpy as np
 from edgekit.calibration._util import as_input_array, as_numeric, cast_array, seed_int
 from edgekit.checks import positive_int
 from edgekit.errors import DataError
-from edgekit.manifest import TensorSpec
+from edgekit.manifest import TensorSpec, atomic_open
 
 
 # eq=False: the fields hold numpy arrays, whose ``==`` is elementwise and cannot be a bool.
@@ -240,14 +239,7 @@ class Dataset:
             arrays["classes"] = np.asarray(self.classes, dtype=str)
         # Write beside the target and rename, so an interrupted write never leaves a truncated npz.
         try:
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        except OSError as exc:
-            raise DataError(f"cannot write {path}: {exc.strerror}: create the folder or pick another path") from None
-        try:
-            with os.fdopen(fd, "wb") as f:
+            with atomic_open(path) as f:
                 np.savez(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        except OSError as exc:  # no such folder, no permission, disk full: nothing half-written is left
+            raise DataError(f"cannot write {path}: {exc.strerror}: create the folder or pick another path") from None

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
@@ -26,7 +24,7 @@ import numpy as np
 
 from edgekit import formats
 from edgekit.errors import BackendError, EdgekitError, InputError, MissingDependencyError
-from edgekit.manifest import TensorSpec
+from edgekit.manifest import TensorSpec, atomic_write_bytes
 from edgekit.runtime.backends import trt_support
 from edgekit.runtime.backends.base import BackendBase
 
@@ -67,10 +65,7 @@ def _rebuild(folder: Path, build: dict[str, Any], onnx_bytes: bytes, cuda: trt_s
     plan = trt_support.build_engine(onnx_bytes, build["precision"], max_batch=int(build["max_batch"]),
                                     opt_batch=int(build.get("opt_batch", 1)), workspace_mb=int(build.get("workspace_mb", 1024)),
                                     calib=calib)
-    fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=".engine-", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(plan)
-    os.replace(tmp, cached)  # atomic: two processes building at once both end with a whole file
+    atomic_write_bytes(cached, plan)  # two processes building at once both end with a whole file
     return plan
 
 
