@@ -65,28 +65,6 @@ def non_negative_int(value: Any, what: str, *, fix: str = "", error: type[Edgeki
     return int(value)
 
 
-def fraction(value: Any, what: str, *, low_open: bool = False, high_open: bool = True, fix: str = "",
-             error: type[EdgekitError] = RecipeError) -> float:
-    """``value`` as a float in [0, 1) by default (open or closed at either end).
-
-    Example:
-        >>> fraction(0.8, "prune sparsity")
-        0.8
-        >>> fraction(1.0, "prune sparsity")
-        Traceback (most recent call last):
-        ...
-        edgekit.errors.RecipeError: prune sparsity must be a number in [0, 1), got 1.0
-    """
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if ok:
-        v = float(value)
-        ok = (v > 0 if low_open else v >= 0) and (v < 1 if high_open else v <= 1)
-    if not ok:
-        span = f"{'(' if low_open else '['}0, 1{')' if high_open else ']'}"
-        raise _fail(error, f"{what} must be a number in {span}, got {value!r}", fix)
-    return float(value)
-
-
 def one_of(value: Any, allowed: Iterable[Any], what: str, *, error: type[EdgekitError] = RecipeError) -> Any:
     """``value`` itself when it is in ``allowed``, else an error listing them with a did-you-mean hint.
 

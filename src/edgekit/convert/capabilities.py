@@ -34,11 +34,9 @@ class Capability:
         suffix: The artifact's file (or folder) suffix.
         needs_calibration: Whether ``--calib`` data is required.
         options: Exporter options that apply to this precision.
-        convert: ``None`` when this machine can convert to it, else why not and the fix.
-        run: ``None`` when this machine can run (and so validate) it, else why not.
-        convert_error: ``convert`` as the typed error (a
+        convert_error: ``None`` when this machine can convert to it, else why not, typed (a
             :class:`~edgekit.errors.MissingDependencyError` carries the pip extra).
-        run_error: ``run`` as the typed error.
+        run_error: ``None`` when this machine can run (and so validate) it, else why not, typed.
     """
 
     format: str
@@ -46,8 +44,6 @@ class Capability:
     suffix: str
     needs_calibration: bool
     options: tuple[str, ...]
-    convert: str | None
-    run: str | None
     convert_error: EdgekitError | None = field(default=None, compare=False, repr=False)
     run_error: EdgekitError | None = field(default=None, compare=False, repr=False)
 
@@ -56,12 +52,22 @@ class Capability:
         return f"{self.format}:{self.precision}"
 
     @property
+    def convert(self) -> str | None:
+        """Why this machine cannot convert to it (with the fix), or ``None``."""
+        return None if self.convert_error is None else str(self.convert_error)
+
+    @property
+    def run(self) -> str | None:
+        """Why this machine cannot run (and so validate) it, or ``None``."""
+        return None if self.run_error is None else str(self.run_error)
+
+    @property
     def convert_ok(self) -> bool:
-        return self.convert is None
+        return self.convert_error is None
 
     @property
     def run_ok(self) -> bool:
-        return self.run is None
+        return self.run_error is None
 
     @property
     def convert_cell(self) -> str:
@@ -104,7 +110,6 @@ def capabilities() -> list[Capability]:
         for p in exp.precisions:
             opts = tuple(o.name for o in exp.options if o.applies(p))
             rows.append(Capability(fmt, p, formats.FORMATS[fmt].suffix, p in exp.needs_calibration, opts,
-                                   None if convert is None else str(convert), None if run is None else str(run),
                                    convert, run))
     return rows
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass, fields
 from typing import Any, Mapping, Sequence
 
 from edgekit.convert.recipe import Recipe
-from edgekit.convert.stages.config import STAGES, parse_stages
+from edgekit.convert.stages.base import config_class
+from edgekit.convert.stages.config import parse_stages
 from edgekit.errors import RecipeError
 
 DEFAULT_TARGET = "tflite:fp32"
@@ -183,7 +184,7 @@ def cli_stages(stages: Any, *, prune: float | None = None, prune_epochs: int | N
             if not create:
                 raise RecipeError(f"{flag} needs a {kind} stage: add --{kind}{' SPARSITY' if kind == 'prune' else ''} "
                                   f"or a {kind} stage in the recipe")
-            parsed.insert(0 if kind == "prune" else len(parsed), STAGES[kind]())
+            parsed.insert(0 if kind == "prune" else len(parsed), config_class(kind)())
             by_kind.clear()
             by_kind.update({s.kind: i for i, s in enumerate(parsed)})
         i = by_kind[kind]
@@ -191,7 +192,7 @@ def cli_stages(stages: Any, *, prune: float | None = None, prune_epochs: int | N
         value = parsed[i].to_value()[kind]
         value.update(changes)
         value["fit"].update(fit)
-        parsed[i] = STAGES[kind].from_value(value)
+        parsed[i] = config_class(kind).from_value(value)
 
     if prune is not None:
         edit("prune", True, "--prune", sparsity=prune)

@@ -24,7 +24,7 @@ import numpy as np
 from edgekit.quiet import captured_output
 from edgekit.checks import positive_int
 from edgekit.convert.tf_env import tf
-from edgekit.convert.exporters.base import ExporterBase, ExportResult, Option, check_options
+from edgekit.convert.exporters.base import ExporterBase, ExportResult, Option
 from edgekit.errors import ConverterError, EdgekitError, ExportError, MissingDependencyError
 
 PALETTIZE_BITS = (1, 2, 3, 4, 6, 8)
@@ -49,6 +49,7 @@ class CoreMLExporter(ExporterBase):
     Example:
         >>> CoreMLExporter().precisions
         ('fp32', 'fp16', 'int8', 'palettized')
+        >>> from edgekit.convert.exporters import check_options
         >>> check_options(CoreMLExporter(), "fp32", {"palettize_bits": 4})
         Traceback (most recent call last):
         ...

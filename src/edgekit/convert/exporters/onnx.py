@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Iterator, Mapping
 from edgekit import __version__
 from edgekit.quiet import captured_output
 from edgekit.convert.exporters._tf2onnx import DEFAULT_OPSET, OPSETS, missing_converter, onnx_model
-from edgekit.convert.exporters.base import ExporterBase, ExportResult, Option, check_options, layer_names
+from edgekit.convert.exporters.base import ExporterBase, ExportResult, Option, layer_names
 from edgekit.errors import ConverterError, EdgekitError, ExportError
 
 TOOL = "onnxruntime.quantization"
@@ -45,6 +45,7 @@ class ONNXExporter(ExporterBase):
     Example:
         >>> ONNXExporter().precisions
         ('fp32', 'fp16', 'dynamic', 'int8')
+        >>> from edgekit.convert.exporters import check_options
         >>> check_options(ONNXExporter(), "fp16", {"calibration": "entropy"})
         Traceback (most recent call last):
         ...

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 from edgekit.quiet import captured_output
 from edgekit.convert.tf_env import tf
-from edgekit.convert.exporters.base import ExporterBase, ExportResult, Option, check_options, layer_names
+from edgekit.convert.exporters.base import ExporterBase, ExportResult, Option, layer_names
 from edgekit.errors import ConverterError, EdgekitError, RecipeError, UnsupportedError
 
 TOOL = "TFLite converter"
@@ -35,6 +35,7 @@ class TFLiteExporter(ExporterBase):
     Example:
         >>> TFLiteExporter().precisions
         ('fp32', 'fp16', 'dynamic', 'int8', 'int16x8')
+        >>> from edgekit.convert.exporters import check_options
         >>> check_options(TFLiteExporter(), "int8", {"io": "int8", "keep_float": ["dense"]})
         Traceback (most recent call last):
         ...

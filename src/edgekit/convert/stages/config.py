@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
-from edgekit.convert.stages.base import STAGES_REGISTRY, check_kind, config_class, stage_kinds
+from edgekit.convert.stages.base import STAGES_REGISTRY, config_class
 from edgekit.errors import RecipeError
 from edgekit.registry import did_you_mean
 
@@ -340,26 +340,6 @@ class QatConfig(_Stage):
             raise RecipeError(f"qat preserve_sparsity must be true, false or null (auto), got {self.preserve_sparsity!r}")
 
 
-class _StageConfigs(Mapping[str, type]):
-    """Stage kind -> its config class: a live, read-only view of the stage registry
-    (:data:`edgekit.convert.stages.base.STAGES_REGISTRY`), so a registered stage parses here too."""
-
-    def __getitem__(self, kind: str) -> type:
-        if kind not in STAGES_REGISTRY:
-            raise KeyError(kind)
-        return config_class(kind)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(stage_kinds())
-
-    def __len__(self) -> int:
-        return len(stage_kinds())
-
-
-# Kind -> config class, e.g. STAGES["prune"] is PruneConfig.
-STAGES: Mapping[str, type] = _StageConfigs()
-
-
 def stage_from_value(value: Any) -> Any:
     """One stage from ``{"prune": {...}}``, ``{"qat": null}``, ``"qat"`` or a config object.
 
@@ -381,7 +361,7 @@ def stage_from_value(value: Any) -> Any:
         raise RecipeError(
             f"stage {value!r} must be one mapping like {{prune: {{sparsity: 0.8}}}} or {{qat: {{}}}}, or the name 'qat'"
         )
-    return config_class(check_kind(kind)).from_value(body)
+    return config_class(kind).from_value(body)
 
 
 def check_stages(stages: Sequence[Any]) -> None:
@@ -417,5 +397,5 @@ def parse_stages(value: Any) -> tuple[Any, ...]:
     return stages
 
 
-__all__ = ["STAGES", "FitConfig", "PruneConfig", "QatConfig", "check_stages", "parse_stages", "parse_structure",
+__all__ = ["FitConfig", "PruneConfig", "QatConfig", "check_stages", "parse_stages", "parse_structure",
            "stage_from_value"]
