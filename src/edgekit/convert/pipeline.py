@@ -25,7 +25,7 @@ from edgekit.convert.exporters.base import require_calibration
 from edgekit.convert.recipe import Recipe, Target
 from edgekit.convert.source import SourceModel, load_source
 from edgekit.convert.validate import compare, judge
-from edgekit.errors import BackendError, EdgekitError, InputError, RecipeError, error_kind
+from edgekit.errors import EdgekitError, InputError, RecipeError, error_kind
 from edgekit.manifest import (ERROR, FAILED, MANIFEST_NAME, NOT_VALIDATED, PASSED, UNSUPPORTED, Artifact, Manifest,
                               TensorSpec, sha256_file)
 
@@ -288,14 +288,11 @@ def _validate(file: Path, source: SourceModel, evald: Dataset, reference: list[n
     """
     from edgekit.runtime import load, run_batched
 
-    try:
-        session = load(file)
-        # Feed by name: the artifact may order its inputs differently from the Keras model.
-        outs = run_batched(session, {s.name: a for s, a in zip(source.inputs, evald.inputs)})
-    except EdgekitError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the engine's own exception types: its refusal, recorded as such
-        raise BackendError(f"{type(exc).__name__}: {exc}") from exc
+    # An engine's refusal is a BackendError from its backend (kind "engine"); anything else raised
+    # here is ours, recorded as such by the caller.
+    session = load(file)
+    # Feed by name: the artifact may order its inputs differently from the Keras model.
+    outs = run_batched(session, {s.name: a for s, a in zip(source.inputs, evald.inputs)})
     ref_names = [s.name for s in source.outputs]
     if sorted(session.output_names) == sorted(ref_names):
         order = [session.output_names.index(n) for n in ref_names]  # match outputs by name

@@ -35,8 +35,6 @@ if TYPE_CHECKING:  # for annotations only: listing the zoo does not load edgekit
     from edgekit.convert.source import SourceModel
 
 Progress = Callable[[str], None]
-# The files Keras loads (the converter's MODEL_SUFFIXES): only these can name the zoo's custom layers.
-KERAS_FILES = (".keras", ".h5", ".hdf5")
 
 
 @dataclass(frozen=True)
@@ -128,8 +126,12 @@ def resolve(spec: Any) -> Any:
         >>> resolve("text-lstm").name
         'text-lstm'
     """
+    # The converter's own list of Keras files: only these can name the zoo's custom layers. Imported
+    # here, not at the top, so listing the zoo loads no part of the converter.
+    from edgekit.convert.source import MODEL_SUFFIXES
+
     if is_zoo_name(spec):
         return ZooModel(str(spec))
-    if isinstance(spec, (str, os.PathLike)) and Path(spec).suffix.lower() in KERAS_FILES:
+    if isinstance(spec, (str, os.PathLike)) and Path(spec).suffix.lower() in MODEL_SUFFIXES:
         return ZooFile(str(spec))
     return spec

@@ -22,7 +22,7 @@ import numpy as np
 from edgekit import formats
 from edgekit.errors import BackendError, EdgekitError, InputError, UnsupportedError
 from edgekit.manifest import TensorSpec
-from edgekit.registry import Plugin, Registry, did_you_mean
+from edgekit.registry import Plugin, Registry
 
 
 @runtime_checkable
@@ -152,11 +152,8 @@ def get_backend(fmt: str) -> Backend:
         >>> get_backend("tflit")
         Traceback (most recent call last):
         ...
-        edgekit.errors.BackendError: no runtime backend for format 'tflit' (did you mean 'tflite'?); available: coreml, onnx, tensorrt, tflite, tftrt
+        edgekit.errors.BackendError: unknown format 'tflit' (did you mean 'tflite'?); available: coreml, onnx, tensorrt, tflite, tftrt
     """
-    if fmt not in BACKENDS:
-        raise BackendError(f"no runtime backend for format {fmt!r}{did_you_mean(fmt, BACKENDS.names())}; "
-                           f"available: {', '.join(BACKENDS.names())}")
     return BACKENDS.get(fmt)
 
 
