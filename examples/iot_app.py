@@ -12,14 +12,20 @@ Sources (``--source``):
   their size has stayed the same for one poll, so slow writers are safe too. Handled files move to
   ``DIR/processed/`` (or are deleted with ``--delete``), bad ones to ``DIR/failed/``. Runs until
   SIGINT/SIGTERM.
+* ``mqtt://host[:port]/topic/filter`` (``mqtts://`` for TLS): each message on the filter (``+``/``#``
+  allowed), as JSON or raw ``.npy``/``.npz`` bytes like ``edgekit serve`` takes; ``id`` from the
+  JSON or the MQTT v5 Correlation Data. The broker is reconnected with exponential back-off. Runs
+  until SIGINT/SIGTERM. (``edgekit mqtt`` is the full bridge: error topic, metrics, TLS options.)
 
-Results (``--publish``): ``stdout`` (one JSON line each) or an ``http://`` / ``https://`` URL that
+Results (``--publish``): ``stdout`` (one JSON line each), an ``http://`` / ``https://`` URL that
 receives each result as a JSON POST (urllib; a failed POST is logged and dropped, never retried
-forever, so memory stays bounded).
+forever, so memory stays bounded), or ``mqtt://host[:port]/topic`` (QoS 1; held across a broker
+restart up to 1000 unacknowledged results, dropped and counted past that).
 
 Memory is bounded: a reader thread feeds a ``queue.Queue(maxsize=--queue-size)`` (a full queue
-makes the reader wait: back-pressure), the folder watcher looks at no more than ``--queue-size``
-candidate files per poll, and nothing accumulates per input. A bad input (malformed JSON, wrong
+makes the reader wait: back-pressure; for MQTT, whose network thread must not wait, the oldest
+queued message is dropped instead and counted in ``dropped``), the folder watcher looks at no more
+than ``--queue-size`` candidate files per poll, and nothing accumulates per input. A bad input (malformed JSON, wrong
 shape or dtype, unreadable file) is logged to stderr as one ``skip`` line and skipped. SIGINT and
 SIGTERM stop the loop after the current input; the app prints one ``stats`` JSON line to stderr
 and exits 0.
@@ -27,6 +33,7 @@ and exits 0.
 Example:
     $ python examples/iot_app.py tests/data/digits-int8 --source stdin < samples.jsonl
     $ python examples/iot_app.py out/ --source folder --watch /var/spool/frames --publish http://127.0.0.1:9000/results
+    $ python examples/iot_app.py out/ --source mqtt://127.0.0.1:1883/plant/+/frame --publish mqtt://127.0.0.1:1883/plant/results
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from typing import Any, Iterator
 
 import edgekit.runtime as rt
 from edgekit.errors import EdgekitError, InputError
+from edgekit.runtime import mqtt
 from edgekit.runtime.serve import payload
 
 log = logging.getLogger("iot_app")
@@ -56,12 +64,19 @@ MAX_LINE = 16 << 20  # characters; longer stdin lines are skipped as errors
 
 
 class Item:
-    """One unit of work: where it came from and its raw content (a JSON line or a file path)."""
+    """One unit of work: where it came from and its content (a JSON line, a file path or MQTT bytes)."""
 
-    __slots__ = ("source", "data", "path", "error")
+    __slots__ = ("source", "data", "path", "error", "raw", "ident", "ctype")
 
-    def __init__(self, source: str, data: str | None = None, path: Path | None = None, error: str | None = None) -> None:
+    def __init__(self, source: str, data: str | None = None, path: Path | None = None, error: str | None = None,
+                 raw: bytes | None = None, ident: str | None = None, ctype: str | None = None) -> None:
         self.source, self.data, self.path, self.error = source, data, path, error
+        self.raw, self.ident, self.ctype = raw, ident, ctype
+
+    @classmethod
+    def from_mqtt(cls, msg: mqtt.Inbound) -> "Item":
+        """An MQTT message (see :class:`edgekit.runtime.mqtt.Inbound`) as an Item."""
+        return cls(f"mqtt:{msg.topic}", raw=msg.payload, error=msg.error, ident=msg.correlation_text, ctype=msg.content_type)
 
 
 def read_stdin(q: "queue.Queue[Any]", stop: threading.Event, stream: Any = None, max_line: int = MAX_LINE) -> None:
@@ -149,6 +164,9 @@ def decode(item: Item, session: rt.Session) -> tuple[str | None, Any]:
     """(id, feeds) for one item; raises EdgekitError (InputError) on anything malformed."""
     if item.error:
         raise InputError(item.error)
+    if item.raw is not None:
+        ident, parsed = mqtt.parse_payload(item.raw, content_type=item.ctype, max_unpacked=64 << 20)
+        return (item.ident if ident is None else str(ident)), mqtt.to_feeds(parsed, session)
     if item.path is not None:
         data = item.path.read_bytes()
         if item.path.suffix == ".npz":
@@ -160,16 +178,33 @@ def decode(item: Item, session: rt.Session) -> tuple[str | None, Any]:
 
 
 class Publisher:
-    """Sends each result to stdout (JSON lines) or POSTs it to a URL."""
+    """Sends each result to stdout (JSON lines), POSTs it to a URL or publishes it on an MQTT topic."""
 
     def __init__(self, target: str, timeout: float = 5.0) -> None:
-        if target != "stdout" and not target.startswith(("http://", "https://")):
-            raise SystemExit(f"error: --publish must be 'stdout' or an http(s):// URL, got {target!r}")
+        if target != "stdout" and not target.startswith(("http://", "https://", "mqtt://", "mqtts://")):
+            raise SystemExit(f"error: --publish must be 'stdout', an http(s):// URL or mqtt://host[:port]/topic, got {target!r}")
         self.target, self.timeout = target, timeout
         self.sent = self.failed = 0
+        self.mqtt: mqtt.Connection | None = None
+        if target.startswith(("mqtt://", "mqtts://")):
+            host, port, tls, self.topic = mqtt.parse_url(target)
+            self.mqtt = mqtt.Connection(mqtt.MqttConfig(host=host, port=port, tls=tls, output_topic=self.topic))
+            self.mqtt.start()  # BrokerError (one line) if the broker cannot be reached
+
+    def close(self) -> None:
+        """Wait (a few seconds at most) for the broker to acknowledge what was published, disconnect."""
+        if self.mqtt is not None:
+            self.mqtt.stop(drain_seconds=5.0)
+            s = self.mqtt.stats()
+            # "published" means acknowledged by the broker; refused or still unacknowledged ones failed.
+            self.sent, self.failed = s["acked"], s["publish_failed"] + max(0, s["sent"] - s["acked"])
 
     def __call__(self, result: dict[str, Any]) -> None:
         line = json.dumps(result)
+        if self.mqtt is not None:
+            # QoS 1; paho holds it across a reconnect. A full paho queue is counted at close().
+            self.sent += self.mqtt.publish(self.topic, line.encode())
+            return
         if self.target == "stdout":
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
@@ -204,9 +239,10 @@ def finish(item: Item, ok: bool, folder: Path | None, delete: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="edgekit output folder (manifest.json) or a model file")
-    p.add_argument("--source", choices=("stdin", "folder"), default="stdin")
+    p.add_argument("--source", default="stdin", help="stdin, folder, or mqtt://host[:port]/topic/filter")
     p.add_argument("--watch", type=Path, help="folder to watch (--source folder)")
-    p.add_argument("--publish", default="stdout", help="'stdout' or an http(s):// URL to POST each result to")
+    p.add_argument("--publish", default="stdout",
+                   help="'stdout', an http(s):// URL to POST each result to, or mqtt://host[:port]/topic")
     p.add_argument("--target", help="artifact of the folder, e.g. tflite:int8 (default: best validated here)")
     p.add_argument("--threads", type=int, help="engine threads (default: all cores)")
     p.add_argument("--queue-size", type=int, default=32, help="bounded input queue (back-pressure)")
@@ -214,30 +250,51 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--delete", action="store_true", help="delete handled files instead of moving them to processed/")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
+    source_mqtt = args.source.startswith(("mqtt://", "mqtts://"))
+    if args.source not in ("stdin", "folder") and not source_mqtt:
+        p.error(f"--source must be stdin, folder or mqtt://host[:port]/topic, got {args.source!r}")
     if args.source == "folder" and (args.watch is None or not args.watch.is_dir()):
         p.error("--source folder needs --watch DIR (an existing folder)")
     if args.queue_size < 1:
         p.error("--queue-size must be >= 1")
+    if source_mqtt and args.publish.startswith(("mqtt://", "mqtts://")):
+        try:
+            src, dst = mqtt.parse_url(args.source), mqtt.parse_url(args.publish)
+        except EdgekitError as exc:
+            p.error(str(exc))
+        if src[:2] == dst[:2] and mqtt.topic_matches(src[3], dst[3]):
+            p.error(f"--publish topic {dst[3]!r} matches the --source filter {src[3]!r}: the app would answer its own results")
 
+    q: queue.Queue[Any] = queue.Queue(maxsize=args.queue_size)
+    source: mqtt.Connection | None = None
     try:
         session = rt.load(args.model, target=args.target, num_threads=args.threads)
+        publish = Publisher(args.publish)
+        if source_mqtt:
+            host, port, tls, topic = mqtt.parse_url(args.source)
+            # The Connection puts messages straight on `q` (drop-oldest when it is full).
+            source = mqtt.Connection(mqtt.MqttConfig(host=host, port=port, tls=tls, input_topic=topic,
+                                                     queue_size=args.queue_size), inbox=q)
+            source.start()
     except EdgekitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    publish = Publisher(args.publish)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
 
-    q: queue.Queue[Any] = queue.Queue(maxsize=args.queue_size)
     inflight: set[str] = set()
     lock = threading.Lock()
-    if args.source == "stdin":
+    reader: threading.Thread | None = None
+    if source_mqtt:
+        pass  # paho's network thread is the reader
+    elif args.source == "stdin":
         reader = threading.Thread(target=read_stdin, args=(q, stop), daemon=True, name="stdin")
     else:
         reader = threading.Thread(target=watch_folder, daemon=True, name="watch",
                                   args=(args.watch, q, stop, args.poll, args.queue_size, inflight, lock))
-    reader.start()
+    if reader is not None:
+        reader.start()
     log.info("ready: %s on %s, source %s, publishing to %s", session.artifact.target if session.artifact else session.path,
              session.info.get("engine"), args.source, args.publish)
 
@@ -250,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if item is _EOF:
             break
+        if isinstance(item, mqtt.Inbound):
+            item = Item.from_mqtt(item)
         try:
             ident, feeds = decode(item, session)
             t = time.perf_counter()
@@ -269,8 +328,13 @@ def main(argv: list[str] | None = None) -> int:
                 with lock:
                     inflight.discard(item.path.name)
     stop.set()
+    if source is not None:
+        source.stop(drain_seconds=0)
+    publish.close()
     stats = {"event": "stats", "processed": done, "errors": errors, "published": publish.sent,
              "publish_failed": publish.failed, "uptime_s": round(time.monotonic() - started, 2)}
+    if source is not None:
+        stats["dropped"] = source.stats()["dropped"]
     print(json.dumps(stats), file=sys.stderr, flush=True)
     return 0
 
