@@ -14,18 +14,21 @@ import click
 @click.option("--max-body", default="16MiB", show_default=True, help="Largest request body (413 above it), e.g. 1MiB.")
 @click.option("--max-connections", type=int, default=64, show_default=True, help="Open connections served at once (503 above).")
 @click.option("--no-verify", is_flag=True, help="Skip the size/sha256 check against the manifest.")
+@click.option("--no-metrics", is_flag=True, help="Turn off Prometheus GET /metrics (on when edgekit[metrics] is installed).")
 @click.option("-v", "--verbose", is_flag=True, help="Log every request to stderr.")
 def serve(path: str, host: str, port: int, target: str | None, threads: int | None, max_body: str,
-          max_connections: int, no_verify: bool, verbose: bool) -> None:
-    """Serve PATH (a model file or an edgekit output folder) over HTTP: /healthz, /metadata, /predict.
+          max_connections: int, no_verify: bool, no_metrics: bool, verbose: bool) -> None:
+    """Serve PATH (a model file or an edgekit output folder) over HTTP: /healthz, /metadata, /predict, /metrics.
 
     \b
     Examples:
       edgekit serve out/ --port 8080
       curl -s localhost:8080/predict -H 'Content-Type: application/json' -d '{"inputs": {"image": [[...]]}}'
       edgekit serve model.tflite --port 0 --max-body 1MiB
+      curl -s localhost:8080/metrics   # Prometheus text; needs pip install 'edgekit[metrics]'
     """
     from edgekit.runtime.serve import parse_size, serve as run_serve
 
     run_serve(path, host=host, port=port, target=target, num_threads=threads, max_body=parse_size(max_body),
-              max_connections=max_connections, verify=not no_verify, log_requests=verbose)
+              max_connections=max_connections, verify=not no_verify, log_requests=verbose,
+              metrics=not no_metrics)

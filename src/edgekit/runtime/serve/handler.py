@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -29,16 +30,25 @@ log = logging.getLogger("edgekit.serve")
 
 NPZ_EXPANSION = 4  # an .npz may unpack to at most this many times max_body (zip bombs)
 DISCARD_LIMIT = 64 << 20  # unread bodies up to this size are drained so keep-alive clients get the reply
-ROUTES = {"/healthz": ("GET", "HEAD"), "/metadata": ("GET", "HEAD"), "/predict": ("POST",)}
-ENDPOINTS = "GET /healthz, GET /metadata, POST /predict"
+ROUTES = {"/healthz": ("GET", "HEAD"), "/metadata": ("GET", "HEAD"), "/predict": ("POST",),
+          "/metrics": ("GET", "HEAD")}
+ENDPOINTS = "GET /healthz, GET /metadata, POST /predict, GET /metrics"
+# The endpoint label of requests that are not one of ROUTES (unknown paths, unparsable requests,
+# connections refused at the limit): raw paths as labels would let any client grow /metrics forever.
+OTHER = "other"
 _KINDS = {400: "InputError", 404: "NotFound", 405: "MethodNotAllowed", 411: "LengthRequired", 413: "PayloadTooLarge",
-          415: "UnsupportedMediaType", 503: "Unavailable"}
+          415: "UnsupportedMediaType", 501: "NotImplemented", 503: "Unavailable"}
 
 
 class _HttpError(Exception):
     def __init__(self, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
         super().__init__(message)
         self.status, self.message, self.headers = status, message, headers
+
+
+def _label(target: str) -> str:
+    path = urlsplit(target).path
+    return path if path in ROUTES else OTHER
 
 
 class PredictHandler(BaseHTTPRequestHandler):
@@ -51,6 +61,19 @@ class PredictHandler(BaseHTTPRequestHandler):
     # ACK (40 ms on Linux) and every request takes 40 ms.
     disable_nagle_algorithm = True
     timeout = 60  # seconds an idle keep-alive connection (or a stalled upload) may hold a thread
+    # Per request, reset by parse_request and after each answer: one handler serves a whole
+    # keep-alive connection, and an error raised before parse_request must not reuse the last ones.
+    _t0: float | None = None
+    _endpoint = OTHER
+    _inflight: contextlib.ExitStack | None = None
+
+    def parse_request(self) -> bool:
+        # The clock starts once the request line is in, so keep-alive idle time is not latency.
+        self._t0, self._endpoint = time.perf_counter(), OTHER
+        ok = super().parse_request()
+        if ok:
+            self._endpoint = _label(self.path)
+        return ok
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -58,20 +81,26 @@ class PredictHandler(BaseHTTPRequestHandler):
     do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
 
     def _dispatch(self) -> None:
-        srv = self.server
-        srv.stats.begin()
         self._body_done = False
-        try:
-            self._route()
-        except _HttpError as exc:
-            self._error(exc.status, exc.message, headers=exc.headers)
-        except (ConnectionError, TimeoutError):
-            self.close_connection = True  # the client went away or stalled mid-request: nobody to answer
-        except Exception as exc:  # noqa: BLE001 - a bug answers 500 and is logged; the server lives on
-            log.exception("unexpected error on %s %s", self.command, self.path)
-            self._error(500, f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
-        finally:
-            srv.stats.end()
+        metrics = self.server.metrics
+        # Two in-flight counts: stats.inflight (what shutdown drains) lasts until the last byte is
+        # written; the Prometheus gauge ends in _send once the answer is ready (see there). Closing
+        # the stack again here covers requests that end without an answer (the client hung up).
+        self._inflight = contextlib.ExitStack()
+        if metrics is not None:
+            self._inflight.enter_context(metrics.in_flight(self._endpoint))
+        with self.server.stats.track():
+            try:
+                self._route()
+            except _HttpError as exc:
+                self._error(exc.status, exc.message, headers=exc.headers)
+            except (ConnectionError, TimeoutError):
+                self.close_connection = True  # the client went away or stalled mid-request: nobody to answer
+            except Exception as exc:  # noqa: BLE001 - a bug answers 500 and is logged; the server lives on
+                log.exception("unexpected error on %s %s", self.command, self.path)
+                self._error(500, f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
+            finally:
+                self._inflight.close()
 
     def _route(self) -> None:
         path = urlsplit(self.path).path
@@ -88,6 +117,8 @@ class PredictHandler(BaseHTTPRequestHandler):
             self._json(200, {"status": "ok", "target": self.server.meta["target"], **self.server.stats.snapshot()})
         elif path == "/metadata":
             self._json(200, self.server.meta)
+        elif path == "/metrics":
+            self._metrics()
         else:
             self._predict()
 
@@ -118,8 +149,19 @@ class PredictHandler(BaseHTTPRequestHandler):
         else:
             self._json(200, {"outputs": payload.outputs_to_json(outputs), "latency_ms": round(ms, 3)}, predicted=True)
 
+    def _metrics(self) -> None:
+        metrics = self.server.metrics
+        if metrics is None:
+            status, why = self.server.metrics_off or (404, "metrics are off")
+            raise _HttpError(status, why)
+        # The body is rendered before this scrape is counted: each scrape shows the ones before it.
+        body, ctype = metrics.exposition(self.headers.get("Accept"))
+        self._send(200, body, ctype)
+
     def handle_expect_100(self) -> bool:
         # curl sends "Expect: 100-continue" for large bodies: refuse an oversized one before it is sent.
+        # Called from inside parse_request, once the path is known: label a refusal with it.
+        self._endpoint = _label(self.path)
         self._body_done = False
         try:
             n = self._content_length()
@@ -193,6 +235,14 @@ class PredictHandler(BaseHTTPRequestHandler):
         self._finish_body()
         if self.server.stopping.is_set():
             self.close_connection = True
+        # Count the request (and end its Prometheus in-flight time) once the answer is ready, before any byte of
+        # it goes out: a client that reads a response and then scrapes /metrics or /healthz always
+        # finds it counted. So latency is time to a ready response; a slow reader's download is not in it.
+        t0, endpoint = self._t0, self._endpoint
+        self._t0, self._endpoint = None, OTHER
+        if self._inflight is not None:
+            self._inflight.close()
+        self.server.stats.record(status, predicted, endpoint, time.perf_counter() - t0 if t0 is not None else 0.0)
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
@@ -203,7 +253,6 @@ class PredictHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
-        self.server.stats.record(status, predicted)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         # Requests http.server rejects before routing (bad request line, oversized headers, unknown

@@ -4,6 +4,8 @@ Endpoints:
 
 * ``GET /healthz`` -> ``{"status": "ok", ...}``
 * ``GET /metadata`` -> input/output specs, the chosen artifact and why, the engine
+* ``GET /metrics`` -> Prometheus text (see :mod:`edgekit.runtime.metrics`; needs ``edgekit[metrics]``,
+  else 501 naming the install command)
 * ``POST /predict`` with ``application/json`` (``{"inputs": {name: nested lists}}`` or a bare list for
   a one-input model), ``application/x-npy`` (one array) or ``application/x-npz`` (named arrays) ->
   ``{"outputs": {name: nested lists}, "latency_ms": ...}``, or ``.npz`` with ``Accept: application/x-npz``
@@ -35,8 +37,9 @@ from http.server import ThreadingHTTPServer
 from typing import Any, TextIO
 
 from edgekit import __version__
-from edgekit.errors import InputError
-from edgekit.runtime.serve.handler import ENDPOINTS, PredictHandler
+from edgekit.errors import InputError, MissingDependencyError
+from edgekit.runtime.metrics import Metrics, model_info
+from edgekit.runtime.serve.handler import ENDPOINTS, OTHER, ROUTES, PredictHandler
 from edgekit.runtime.serve.state import RequestStats
 from edgekit.runtime.session import Session
 
@@ -91,7 +94,9 @@ class InferenceServer(ThreadingHTTPServer):
         session: The loaded model.
         max_body: Largest accepted request body in bytes (413 above it).
         max_connections: Open connections served at once; more get an immediate 503 (bounded threads).
-        stats: Request counters.
+        stats: Request counters (also fed to ``metrics``).
+        metrics: What ``GET /metrics`` exposes, or ``None`` (then ``metrics_off`` says why).
+        metrics_off: ``(status, message)`` that /metrics answers when ``metrics`` is ``None``.
     """
 
     daemon_threads = True  # idle keep-alive connections must not hold the process at exit
@@ -99,14 +104,25 @@ class InferenceServer(ThreadingHTTPServer):
     request_queue_size = 64
 
     def __init__(self, session: Session, address: tuple[str, int], *, max_body: int = DEFAULT_MAX_BODY,
-                 max_connections: int = 64, log_requests: bool = False) -> None:
+                 max_connections: int = 64, log_requests: bool = False, metrics: bool = True,
+                 load_seconds: float | None = None) -> None:
         if max_body < 1 or max_connections < 1:
             raise InputError(f"max_body and max_connections must be >= 1 (got {max_body}, {max_connections})")
         self.session = session
         self.max_body = max_body
         self.max_connections = max_connections
         self.log_requests = log_requests
-        self.stats = RequestStats()
+        self.metrics: Metrics | None = None
+        self.metrics_off: tuple[int, str] | None = None
+        if not metrics:
+            self.metrics_off = (404, "metrics are off (edgekit serve --no-metrics); endpoints: GET /healthz, GET /metadata, POST /predict")
+        else:
+            try:
+                self.metrics = Metrics(model_info(session), load_seconds=load_seconds, endpoints=(*ROUTES, OTHER))
+            except MissingDependencyError as exc:
+                # The rest of serve needs nothing but the standard library: serve on, say how to turn it on.
+                self.metrics_off = (501, f"/metrics is off: {exc}")
+        self.stats = RequestStats(self.metrics)
         self.meta = metadata(session, max_body)
         # Session serialises engine calls but keeps per-call caches outside its lock; one lock here
         # makes run() atomic. Decoding and encoding (most of a request's time) stay parallel.
@@ -144,6 +160,9 @@ class InferenceServer(ThreadingHTTPServer):
         if busy:
             body = json.dumps({"error": "server busy: too many open connections, retry later", "status": 503,
                                "type": "Busy"}).encode()
+            # Counted before it is sent, like every answer (see PredictHandler._send); it is refused
+            # before its request is read, so there is no path and it counts under "other".
+            self.stats.record(503, endpoint=OTHER)
             try:
                 request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
                                 b"Retry-After: 1\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
@@ -168,8 +187,13 @@ class InferenceServer(ThreadingHTTPServer):
 
 
 def make_server(session: Session, host: str = "127.0.0.1", port: int = 8080, *, max_body: int = DEFAULT_MAX_BODY,
-                max_connections: int = 64, log_requests: bool = False) -> InferenceServer:
+                max_connections: int = 64, log_requests: bool = False, metrics: bool = True,
+                load_seconds: float | None = None) -> InferenceServer:
     """Bind a server for ``session`` (port 0 picks a free port: read it from ``server.url``).
+
+    ``metrics=True`` serves Prometheus ``GET /metrics`` when prometheus-client is installed (501
+    naming ``pip install 'edgekit[metrics]'`` when not); ``load_seconds`` becomes
+    ``edgekit_model_load_seconds``.
 
     Example:
         >>> server = make_server(load("out/"), port=0)  # doctest: +SKIP
@@ -177,7 +201,7 @@ def make_server(session: Session, host: str = "127.0.0.1", port: int = 8080, *, 
         'http://127.0.0.1:41234'
     """
     return InferenceServer(session, (host, port), max_body=max_body, max_connections=max_connections,
-                           log_requests=log_requests)
+                           log_requests=log_requests, metrics=metrics, load_seconds=load_seconds)
 
 
 def run_until_stopped(server: InferenceServer, *, drain_seconds: float = 10.0, handle_signals: bool = True) -> dict[str, Any]:
@@ -215,7 +239,8 @@ def run_until_stopped(server: InferenceServer, *, drain_seconds: float = 10.0, h
 
 def serve(path: str, *, host: str = "127.0.0.1", port: int = 8080, target: str | None = None,
           num_threads: int | None = None, max_body: int = DEFAULT_MAX_BODY, max_connections: int = 64,
-          verify: bool = True, log_requests: bool = False, out: TextIO | None = None) -> dict[str, Any]:
+          verify: bool = True, log_requests: bool = False, metrics: bool = True,
+          out: TextIO | None = None) -> dict[str, Any]:
     """Load ``path`` (model file or edgekit output folder) and serve it until SIGINT/SIGTERM.
 
     Prints ``edgekit serve: <target> on http://HOST:PORT`` first (the real port when ``port=0``)
@@ -227,12 +252,17 @@ def serve(path: str, *, host: str = "127.0.0.1", port: int = 8080, target: str |
     from edgekit.runtime.loader import load
 
     out = out or sys.stdout
+    t0 = time.perf_counter()
     session = load(path, target=target, num_threads=num_threads, verify=verify)
-    server = make_server(session, host, port, max_body=max_body, max_connections=max_connections, log_requests=log_requests)
+    load_seconds = time.perf_counter() - t0
+    server = make_server(session, host, port, max_body=max_body, max_connections=max_connections, log_requests=log_requests,
+                         metrics=metrics, load_seconds=load_seconds)
     meta = server.meta
     if not _is_loopback(host):
         print(f"warning: listening on {host}: edgekit serve has no authentication; anyone who can reach this port can run the model",
               file=sys.stderr)
+    if metrics and server.metrics is None and server.metrics_off:
+        print(f"note: {server.metrics_off[1]}", file=sys.stderr)
     print(f"edgekit serve: {meta['target']} ({meta['engine']} {meta['engine_version']}, {meta['num_threads']} threads) "
           f"on {server.url}  [{ENDPOINTS}]", file=out, flush=True)
     stats = run_until_stopped(server)

@@ -5,37 +5,71 @@ The handler (:mod:`.handler`) is written against :class:`ServerState`, and the s
 
 Example:
     >>> stats = RequestStats()
-    >>> stats.record(200, predicted=True); stats.record(404)
+    >>> with stats.track():
+    ...     stats.record(200, predicted=True, endpoint="/predict", seconds=0.002)
+    >>> stats.record(404)
     >>> {k: v for k, v in stats.snapshot().items() if k != "uptime_s"}
     {'requests': 2, 'predictions': 1, 'client_errors': 1, 'server_errors': 0, 'inflight': 0}
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
 from edgekit.runtime.session import Session
 
+if TYPE_CHECKING:
+    from edgekit.runtime.metrics import Metrics
+
 
 class RequestStats:
-    """Thread-safe request counters for /healthz and the final line."""
+    """Thread-safe request counters for /healthz and the final line, forwarded to Prometheus if given.
 
-    def __init__(self) -> None:
+    The handler reports each answer here once (:meth:`record`); with ``metrics`` the same call also
+    feeds ``edgekit_requests_total`` and the latency histogram, so /healthz and /metrics can never
+    disagree about what was counted. (The Prometheus in-flight gauge is the handler's: it ends
+    when an answer is ready, while :attr:`inflight` lasts until it is written, for the shutdown drain.)
+
+    Args:
+        metrics: Where to forward counts (``None``: /healthz counters only).
+    """
+
+    def __init__(self, metrics: Metrics | None = None) -> None:
         self._lock = threading.Lock()
+        self.metrics = metrics
         self.started = time.monotonic()
         self.requests = self.predictions = self.client_errors = self.server_errors = self.inflight = 0
 
-    def begin(self) -> None:
+    @contextlib.contextmanager
+    def track(self) -> Iterator[None]:
+        """Count the block as one in-flight request (what shutdown waits for).
+
+        Example:
+            >>> stats = RequestStats()
+            >>> with stats.track():
+            ...     stats.snapshot()["inflight"]
+            1
+        """
         with self._lock:
             self.inflight += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.inflight -= 1
 
-    def end(self) -> None:
-        with self._lock:
-            self.inflight -= 1
+    def record(self, status: int, predicted: bool = False, endpoint: str = "other", seconds: float = 0.0) -> None:
+        """Count one answered request (``seconds``: from request line read to response written).
 
-    def record(self, status: int, predicted: bool = False) -> None:
+        Example:
+            >>> stats = RequestStats()
+            >>> stats.record(503)
+            >>> stats.snapshot()["server_errors"]
+            1
+        """
         with self._lock:
             self.requests += 1
             self.predictions += predicted
@@ -43,6 +77,8 @@ class RequestStats:
                 self.client_errors += 1
             elif status >= 500:
                 self.server_errors += 1
+        if self.metrics is not None:
+            self.metrics.observe(endpoint, status, seconds)
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -58,7 +94,9 @@ class ServerState(Protocol):
         session: The loaded model.
         max_body: Largest accepted request body in bytes (413 above it).
         meta: What ``GET /metadata`` answers.
-        stats: Request counters.
+        stats: Request counters (forwarded to ``metrics`` when it is set).
+        metrics: Prometheus metrics for ``GET /metrics``, or ``None`` when they are off.
+        metrics_off: Why ``metrics`` is ``None``: the HTTP status and one line that /metrics answers.
         run_lock: Held around ``session.run`` (one engine call at a time).
         stopping: Set once shutdown began: new requests get 503.
         log_requests: Write an access log line per request to stderr.
@@ -68,6 +106,8 @@ class ServerState(Protocol):
     max_body: int
     meta: dict[str, Any]
     stats: RequestStats
+    metrics: Metrics | None
+    metrics_off: tuple[int, str] | None
     run_lock: threading.Lock
     stopping: threading.Event
     log_requests: bool
