@@ -14,25 +14,73 @@ import dataclasses
 import datetime as _dt
 from typing import Any, Sequence
 
+from edgekit.errors import EdgekitError
+from edgekit.manifest import Manifest
 from edgekit.runtime.bench.config import SCHEMA, BenchConfig, BenchResult
 from edgekit.runtime.device import device_info
 
 
-def report(results: Sequence[BenchResult], config: BenchConfig) -> dict[str, Any]:
-    """The JSON document: schema, device, config, results, and ratios against the fp32 artifact.
+def report(results: Sequence[BenchResult], config: BenchConfig, *, manifest: Manifest | None = None) -> dict[str, Any]:
+    """The JSON document: schema, device, config, results, notes; with a folder's manifest, also its facts.
+
+    Args:
+        results: What :func:`~edgekit.runtime.bench.bench_path` returned.
+        config: The (first) configuration benched.
+        manifest: The output folder's manifest when a folder was benched: adds ``chosen``,
+            ``validation``, ``eval`` and ``model`` (see :func:`folder_facts`). Additive to ``edgekit.bench/1``:
+            readers of the older document ignore them.
 
     Example:
         >>> report([], BenchConfig())["schema"]
         'edgekit.bench/1'
     """
-    return {
+    device = device_info()
+    doc = {
         "schema": SCHEMA,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "device": device_info(),
+        "device": device,
         "config": dataclasses.asdict(config),
         "results": [r.to_dict() for r in results],
         "notes": notes(results),
     }
+    if manifest is not None:
+        doc.update(folder_facts(manifest, device))
+    return doc
+
+
+# The validation numbers a reader compares artifacts by; per-output details stay in the manifest.
+_VALIDATION_KEYS = ("samples", "accuracy", "reference_accuracy", "accuracy_drop", "top1_agreement", "snr_db",
+                    "max_abs_err")
+
+
+def folder_facts(manifest: Manifest, device: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What an output folder adds to a bench document: the artifact ``load()`` picks, validation, eval data.
+
+    ``chosen`` is :func:`~edgekit.runtime.loader.choose_artifact` on ``device`` (``target`` is
+    ``None`` and ``reason`` says why when no artifact qualifies); ``validation`` maps each target
+    to its validation metrics against the reference model (the trade-off chart's quality measure
+    when the eval data has no labels); ``eval`` is the manifest's description of the eval data;
+    ``model`` the source model's name.
+
+    Example:
+        >>> from edgekit.manifest import Artifact
+        >>> m = Manifest(recipe={}, source={}, artifacts=(Artifact("tflite:fp32", "tflite", "fp32", "passed",
+        ...              path="a.tflite", validation={"snr_db": 134.5, "outputs": {}}),))
+        >>> facts = folder_facts(m, {"machine": "x86_64", "cpu_flags": [], "gpus": []})
+        >>> facts["chosen"]["target"], facts["validation"]
+        ('tflite:fp32', {'tflite:fp32': {'snr_db': 134.5}})
+    """
+    from edgekit.runtime.loader import choose_artifact
+
+    try:
+        artifact, why = choose_artifact(manifest, device=device)
+        chosen = {"target": artifact.target, "reason": why}
+    except EdgekitError as exc:
+        chosen = {"target": None, "reason": str(exc)}
+    validation = {a.target: {k: a.validation[k] for k in _VALIDATION_KEYS if a.validation.get(k) is not None}
+                  for a in manifest.artifacts}
+    return {"chosen": chosen, "validation": validation, "eval": dict(manifest.eval_data),
+            "model": manifest.source.get("name")}
 
 
 def notes(results: Sequence[BenchResult]) -> list[str]:
