@@ -96,6 +96,20 @@ class BackendError(EdgekitError):
     kind = "engine"
 
 
+class BrokerError(EdgekitError):
+    """The MQTT broker cannot be reached, or refused the connection or the subscription.
+
+    Kind ``edgekit``: the broker address, credentials and topics are what we were given, and no
+    artifact is at fault. Not an :class:`InputError`: the bridge reports *those* per message and
+    goes on, while this one stops it at start.
+
+    Example:
+        >>> err = BrokerError("cannot connect to the MQTT broker mqtt://127.0.0.1:1883: ConnectionRefusedError")
+        >>> err.kind, err.exit_code
+        ('edgekit', 2)
+    """
+
+
 class InputError(EdgekitError):
     """Inputs (feeds, calibration or evaluation data) do not match what the model expects."""
 
