@@ -178,7 +178,7 @@ def test_report_document(results, config):
     dev = doc["device"]
     assert dev["cores"] >= 1 and isinstance(dev["cpu"], str) and dev["machine"]
     assert doc["config"] == {"warmup": 2, "runs": 20, "max_seconds": None, "batch_size": 1, "num_threads": None, "seed": 0,
-                             "cold_start": False}
+                             "cold_start": False, "concurrency": 1}
     assert [r["target"] for r in doc["results"]] == TARGETS
     fields = {f.name for f in dataclasses.fields(BenchResult)}
     for r in doc["results"]:

@@ -34,7 +34,11 @@ def _int_list(text: str | None, flag: str) -> list[int | None]:
 @click.option("--runs", type=int, default=100, show_default=True, help="Timed runs.")
 @click.option("--max-seconds", type=float, help="Stop each timed loop after this many seconds.")
 @click.option("--batch", "batch_sizes", default="1", show_default=True, help="Samples per call; a comma list sweeps (1,8,32).")
-@click.option("--threads", "threads", help="Engine threads (default: all cores); a comma list sweeps (1,2,4).")
+@click.option("--threads", "threads", help="Engine threads of each stream (default: all cores, shared out between "
+              "--concurrency streams); a comma list sweeps (1,2,4).")
+@click.option("--concurrency", "concurrency", default="1", show_default=True,
+              help="Throughput mode: this many Sessions on their own threads at once, reporting aggregate inf/s; "
+                   "a comma list sweeps (1,2).")
 @click.option("--cold-start/--no-cold-start", default=True, show_default=True,
               help="Also time a fresh process from start to first result.")
 @click.option("--eval", "eval_path", type=click.Path(), help="Labelled .npz for accuracy (folders use their eval.npz).")
@@ -49,7 +53,7 @@ def _int_list(text: str | None, flag: str) -> list[int | None]:
               help="Append results to the local results store ($EDGEKIT_RESULTS or ~/.local/share/edgekit/results.sqlite).")
 @click.option("--history", is_flag=True, help="Show this model's stored results across runs and devices (no benching).")
 def bench(path: str, target: str | None, warmup: int, runs: int, max_seconds: float | None, batch_sizes: str,
-          threads: str | None, cold_start: bool, eval_path: str | None, no_verify: bool, json_path: str | None,
+          threads: str | None, concurrency: str, cold_start: bool, eval_path: str | None, no_verify: bool, json_path: str | None,
           csv_path: str | None, report_path: str | None, baseline: str | None, fail_on: str, store: bool, history: bool) -> None:
     """Time PATH (a model file, or every artifact of an edgekit output folder) side by side.
 
@@ -57,6 +61,7 @@ def bench(path: str, target: str | None, warmup: int, runs: int, max_seconds: fl
     Examples:
       edgekit bench out/
       edgekit bench model.tflite --threads 1,2,4 --batch 1,8 --runs 500
+      edgekit bench out/ --concurrency 1,2 --threads 1,2 --max-seconds 10
       edgekit bench out/ --json new.json --baseline old.json --fail-on 'p50+10%,accuracy-1'
       edgekit bench out/ --report report.html
       edgekit bench out/ --history
@@ -72,22 +77,26 @@ def bench(path: str, target: str | None, warmup: int, runs: int, max_seconds: fl
 
         rules, base = parse_rules(fail_on), load_baseline(baseline)
     configs = [BenchConfig(warmup=warmup, runs=runs, max_seconds=max_seconds, batch_size=b, num_threads=t,
-                           cold_start=cold_start)
-               for t in _int_list(threads, "--threads") for b in _int_list(batch_sizes, "--batch")]
+                           cold_start=cold_start, concurrency=k)
+               for k in _int_list(concurrency, "--concurrency") for t in _int_list(threads, "--threads")
+               for b in _int_list(batch_sizes, "--batch")]
     results = bench_path(path, configs, target=target, eval_path=eval_path, verify=not no_verify)
-    doc = report(results, configs[0])
-    doc["config"]["sweep"] = [{"num_threads": c.num_threads, "batch_size": c.batch_size} for c in configs]
+    from edgekit.manifest import MANIFEST_NAME, Manifest
+
+    folder = Path(path)
+    # A folder's facts (what load() picks and why, validation metrics, eval data) go into the JSON too.
+    manifest = Manifest.load(folder) if folder.is_dir() or folder.name == MANIFEST_NAME else None
+    doc = report(results, configs[0], manifest=manifest)
+    doc["config"]["sweep"] = [{"concurrency": c.concurrency, "num_threads": c.num_threads, "batch_size": c.batch_size}
+                              for c in configs]
     if store:
         from edgekit.runtime.bench.history import ResultStore, model_key_for
 
         name, key = model_key_for(path)
         ResultStore().append(doc["results"], device=doc["device"], model=name, model_key=key, created=doc["created"])
     if report_path:
-        from edgekit.manifest import MANIFEST_NAME, Manifest
         from edgekit.runtime.bench.html_report import write_report
 
-        folder = Path(path)
-        manifest = Manifest.load(folder) if folder.is_dir() or folder.name == MANIFEST_NAME else None
         write_report(doc, report_path, manifest)
     if json_path:
         _write(json_path, json.dumps(doc, indent=2) + "\n")
@@ -159,12 +168,14 @@ def _print_bench(results: Sequence[Any], doc: dict[str, Any]) -> None:
     from edgekit.cli.table import render
 
     ok = [r for r in results if r.status == "ok"]
-    fp32 = {(r.format, r.batch_size, r.num_threads): r for r in ok if r.precision == "fp32"}
+    fp32 = {(r.format, r.batch_size, r.num_threads, r.concurrency): r for r in ok if r.precision == "fp32"}
     fp32_size = {r.format: r.size_bytes for r in ok if r.precision == "fp32"}
+    # The streams column only appears in throughput mode: a plain bench keeps its familiar table.
+    streams = any(r.concurrency > 1 for r in results)
     rows = []
     for r in results:
         lat = r.latency_ms or {}
-        ref = fp32.get((r.format, r.batch_size, r.num_threads))
+        ref = fp32.get((r.format, r.batch_size, r.num_threads, r.concurrency))
         rows.append([
             r.target,
             f"{r.engine.replace('ai-edge-', '')} {r.engine_version}".strip() or "-",
@@ -174,6 +185,7 @@ def _print_bench(results: Sequence[Any], doc: dict[str, Any]) -> None:
             fmt(r.accuracy, ".2f"),
             r.batch_size,
             r.num_threads or "",
+            *([r.concurrency] if streams else []),
             fmt(r.cold_start_ms, ".0f"),
             fmt(r.load_ms, ".1f"),
             fmt(r.first_ms, ".3f"),
@@ -187,7 +199,8 @@ def _print_bench(results: Sequence[Any], doc: dict[str, Any]) -> None:
         ])
     dev = doc["device"]
     title = f"edgekit bench — {dev['cpu']} ({dev['cores']} cores{', ' + dev['board'] if dev.get('board') else ''})"
-    render(["target", "engine", "validation", "KiB", "×fp32", "acc %", "batch", "threads", "cold ms", "load ms", "first ms", "p50 ms", "p90 ms", "p99 ms",
+    render(["target", "engine", "validation", "KiB", "×fp32", "acc %", "batch", "threads",
+            *(["streams"] if streams else []), "cold ms", "load ms", "first ms", "p50 ms", "p90 ms", "p99 ms",
             "mean±std ms", "p50 ×fp32", "inf/s", "peak RSS MB"], rows, title=title)
     for r in results:
         if r.error:

@@ -4,7 +4,8 @@ Numbers are per call (one batch), taken the way ``benchmark_model`` takes them: 
 inference, warm-up, timed runs.
 
 * :mod:`.config`: :class:`BenchConfig` (what to run) and :class:`BenchResult` (the JSON/CSV schema)
-* :mod:`.timing`: the timed loop, peak memory, cold start, throttling warnings
+* :mod:`.timing`: the timed loop (one stream, or K at once: throughput mode), peak memory, cold start,
+  throttling warnings
 * :mod:`.sweep`: a file or every artifact of an output folder, at one or many settings
 * :mod:`.document`: the JSON document and its notes
 * :mod:`.gate`: compare with a baseline and fail on rules (``p50+10%``)
@@ -23,7 +24,7 @@ from __future__ import annotations
 from edgekit.runtime.bench.config import CV_WARN, LATENCY_KEYS, SCHEMA, BenchConfig, BenchResult
 from edgekit.runtime.bench.document import notes, report
 from edgekit.runtime.bench.sweep import accuracy, bench_file, bench_path, load_eval
-from edgekit.runtime.bench.timing import cold_start_ms, synthetic_feeds, time_session
+from edgekit.runtime.bench.timing import cold_start_ms, synthetic_feeds, time_session, time_streams
 
 __all__ = [
     "CV_WARN",
@@ -40,4 +41,5 @@ __all__ = [
     "report",
     "synthetic_feeds",
     "time_session",
+    "time_streams",
 ]

@@ -68,7 +68,7 @@ def parse_rules(text: str) -> list[Rule]:
 
 
 def _key(r: Mapping[str, Any]) -> tuple[Any, ...]:
-    return (r.get("target"), r.get("batch_size"), r.get("num_threads"))
+    return (r.get("target"), r.get("batch_size"), r.get("num_threads"), r.get("concurrency", 1))
 
 
 def load_baseline(path: str | Path) -> list[dict[str, Any]]:
@@ -95,7 +95,8 @@ def check(current: Sequence[Mapping[str, Any]], baseline: Sequence[Mapping[str, 
     now = {_key(r): r for r in current}
     out = []
     for key, b in base.items():
-        label = f"{key[0]} (batch {key[1]}, {key[2]} threads)"
+        streams = f", {key[3]} streams" if key[3] != 1 else ""
+        label = f"{key[0]} (batch {key[1]}, {key[2]} threads{streams})"
         c = now.get(key)
         if c is None or c.get("status") not in (None, "ok"):
             out.append(f"{label}: in the baseline but {'missing' if c is None else c.get('status')} now")

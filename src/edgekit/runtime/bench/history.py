@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS results (
     engine_version TEXT,
     batch_size INTEGER,
     num_threads INTEGER,
+    concurrency INTEGER,
     status TEXT,
     p50_ms REAL, p90_ms REAL, p99_ms REAL, mean_ms REAL,
     throughput REAL, accuracy REAL, size_bytes INTEGER, peak_rss_mb REAL, cold_start_ms REAL,
@@ -58,8 +59,14 @@ class ResultStore:
         self.path = Path(path) if path else default_path()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # SQLite creates its file 0644 whatever the umask; created here first, it has the mode a
+            # plain write gives (0664 under umask 002, 0600 under 077), and its journals follow it.
+            self.path.touch(exist_ok=True)
             with self._connect() as db:
                 db.executescript(_SCHEMA)
+                # Stores written before throughput mode lack the column; their rows were all one stream.
+                if "concurrency" not in {row[1] for row in db.execute("PRAGMA table_info(results)")}:
+                    db.execute("ALTER TABLE results ADD COLUMN concurrency INTEGER DEFAULT 1")
         except (OSError, sqlite3.Error) as exc:
             raise InputError(f"cannot open results store {self.path}: {exc}") from None
 
@@ -79,7 +86,7 @@ class ResultStore:
         for r in results:
             lat = r.get("latency_ms") or {}
             rows.append((created, model, model_key, r.get("target", "?"), fp, r.get("engine"), r.get("engine_version"),
-                         r.get("batch_size"), r.get("num_threads"), r.get("status"), lat.get("p50"), lat.get("p90"),
+                         r.get("batch_size"), r.get("num_threads"), r.get("concurrency", 1), r.get("status"), lat.get("p50"), lat.get("p90"),
                          lat.get("p99"), lat.get("mean"), r.get("throughput"), r.get("accuracy"), r.get("size_bytes"),
                          r.get("peak_rss_mb"), r.get("cold_start_ms"), json.dumps(dict(r), default=str),
                          json.dumps(dict(device), default=str)))
@@ -87,9 +94,9 @@ class ResultStore:
             with self._connect() as db:
                 db.executemany(
                     "INSERT INTO results (created, model, model_key, target, device, engine, engine_version, batch_size,"
-                    " num_threads, status, p50_ms, p90_ms, p99_ms, mean_ms, throughput, accuracy, size_bytes,"
+                    " num_threads, concurrency, status, p50_ms, p90_ms, p99_ms, mean_ms, throughput, accuracy, size_bytes,"
                     " peak_rss_mb, cold_start_ms, result_json, device_json)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
         except sqlite3.Error as exc:
             raise InputError(f"cannot write results store {self.path}: {exc}") from None
         return len(rows)

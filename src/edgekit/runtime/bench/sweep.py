@@ -25,8 +25,8 @@ from edgekit.manifest import Artifact, Manifest, artifact_bytes
 from edgekit.runtime.backends import format_for_path, get_backend
 from edgekit.runtime.bench.config import CV_WARN, BenchConfig, BenchResult
 from edgekit.runtime.bench.timing import (cold_start_ms, peak_rss_mb, reset_peak_rss, throttle_warnings,
-                                          time_session)
-from edgekit.runtime.device import throttling
+                                          time_session, time_streams, uneven_streams)
+from edgekit.runtime.device import device_info, throttling
 from edgekit.runtime.session import Session, run_batched
 
 
@@ -49,6 +49,10 @@ def bench_file(path: str | os.PathLike[str], config: BenchConfig = BenchConfig()
                verify: bool = True) -> BenchResult:
     """Load one artifact (timing the load) and bench it. Errors become a result with ``error`` set.
 
+    With ``config.concurrency`` K > 1 the artifact is loaded K times and the K Sessions are timed
+    together, one thread each (:func:`~edgekit.runtime.bench.timing.time_streams`); peak RSS then
+    covers all K.
+
     Example:
         >>> bench_file("model.tflite", BenchConfig(runs=20)).status  # doctest: +SKIP
         'ok'
@@ -66,19 +70,31 @@ def bench_file(path: str | os.PathLike[str], config: BenchConfig = BenchConfig()
         "size_bytes": artifact_bytes(path) if path.exists() else None,  # folder artifacts: total of their files
         "batch_size": config.batch_size,
         "validation": artifact.status if artifact else None,
+        "concurrency": config.concurrency,
     }
+    k = config.concurrency
+    threads = config.threads_per_stream()
+    streams: list[dict[str, Any]] = []
     try:
         if artifact is not None and verify:
             verify_artifact(path, artifact)
         # Import the engine first so load_ms is the model's load, not the library's import.
         get_backend(artifact.format if artifact else format_for_path(path)).unavailable()
-        cold = cold_start_ms(path, config.num_threads) if config.cold_start else None
+        cold = cold_start_ms(path, threads) if config.cold_start else None
         before = throttling()
-        reset_peak_rss()
+        reset_peak_rss()  # before the first load: the peak then covers every stream's Session
         t = time.perf_counter()
-        session = load(path, num_threads=config.num_threads)
-        load_ms = round((time.perf_counter() - t) * 1e3, 3)
-        timing = time_session(session, config)
+        session = load(path, num_threads=threads)
+        load_ms = round((time.perf_counter() - t) * 1e3, 3)  # one Session's load, whatever the streams
+        if k == 1:
+            timing = time_session(session, config)
+        else:
+            # One Session per stream: engines' interpreters are not thread-safe and a Session
+            # serialises its calls, so K threads on one Session would time the lock.
+            sessions = [session] + [load(path, num_threads=threads) for _ in range(k - 1)]
+            timing = time_streams(sessions, config)
+            streams = timing.pop("streams")
+            del sessions  # the extra Sessions go before the next artifact loads
         acc = None
         if eval_data is not None:
             acc = accuracy(session, eval_data[0], eval_data[1])
@@ -89,9 +105,18 @@ def bench_file(path: str | os.PathLike[str], config: BenchConfig = BenchConfig()
     if timing["robust_cv"] is not None and timing["robust_cv"] > CV_WARN:
         warnings.append(f"unstable timing: robust cv {timing['robust_cv']:.2f} > {CV_WARN} (busy or throttled machine?)")
     info = session.info
+    per_stream = info.get("num_threads")
+    if k > 1:
+        uneven = uneven_streams(streams)
+        if uneven:
+            warnings.append(uneven)
+        cores = device_info()["cores"]
+        if isinstance(per_stream, int) and k * per_stream > cores:
+            warnings.append(f"{k} streams x {per_stream} threads = {k * per_stream} engine threads on {cores} cores: "
+                            "streams compete for cores, so per-call latency includes waiting for one")
     return BenchResult(
         **{**base, "status": "ok"},
-        num_threads=info.get("num_threads"),
+        num_threads=per_stream,
         engine=str(info.get("engine", "")),
         engine_version=str(info.get("engine_version", "")),
         cold_start_ms=cold,
@@ -132,7 +157,7 @@ def bench_path(path: str | os.PathLike[str], config: BenchConfig | Sequence[Benc
                verify: bool = True) -> list[BenchResult]:
     """Bench a model file, or every artifact of an edgekit output folder, side by side.
 
-    ``config`` may be a list (a threads x batch sweep): the manifest, eval data and each artifact's
+    ``config`` may be a list (a concurrency x threads x batch sweep): the manifest, eval data and each artifact's
     checksum are then read once, not once per configuration.
 
     Example:

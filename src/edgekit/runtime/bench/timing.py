@@ -1,6 +1,9 @@
 """Time a Session the way ``benchmark_model`` does: first inference, warm-up, timed runs; plus the
 measurements around it (peak memory, a cold process start, throttling during the run).
 
+Throughput mode (:func:`time_streams`) times several Sessions at once, one thread each, the way
+OpenVINO's ``benchmark_app -nstreams`` does: aggregate samples per second and per-call percentiles.
+
 Memory is the process's peak resident set while the artifact was loaded and run; on Linux the peak
 is reset before each artifact (``/proc/self/clear_refs``) so several artifacts benched in one
 process each get their own figure.
@@ -16,11 +19,13 @@ from __future__ import annotations
 import os
 import resource
 import sys
+import threading
 import time
 from typing import Any, Sequence
 
 import numpy as np
 
+from edgekit.errors import InputError
 from edgekit.manifest import TensorSpec
 from edgekit.runtime.bench.config import BenchConfig
 from edgekit.runtime.device import describe_throttled
@@ -78,29 +83,15 @@ def peak_rss_mb() -> float:
     return round(peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0, 1)
 
 
-def time_session(session: Session, config: BenchConfig, feeds: Sequence[np.ndarray] | None = None) -> dict[str, Any]:
-    """First-inference time, warm-up, then the timed loop; returns the timing fields of a result.
+def latency_summary(times_ms: Sequence[float]) -> dict[str, Any]:
+    """Percentiles, mean, spread and the robust CV of per-call times (ms), as a result stores them.
 
     Example:
-        >>> from edgekit.runtime import load
-        >>> time_session(load("model.tflite"), BenchConfig(runs=20))["runs"]  # doctest: +SKIP
-        20
+        >>> s = latency_summary([1.0, 2.0, 3.0, 4.0])
+        >>> s["latency_ms"]["p50"], s["latency_ms"]["max"], s["cv"]
+        (2.5, 4.0, 0.4472)
     """
-    arrays = session.prepare(list(feeds) if feeds is not None else synthetic_feeds(session.inputs, config.batch_size, config.seed))
-    t = time.perf_counter()
-    session.run_prepared(arrays)
-    first_ms = (time.perf_counter() - t) * 1e3
-    for _ in range(config.warmup):
-        session.run_prepared(arrays)
-    times: list[float] = []
-    deadline = None if config.max_seconds is None else time.perf_counter() + config.max_seconds
-    while len(times) < config.runs:
-        t = time.perf_counter()
-        session.run_prepared(arrays)
-        times.append((time.perf_counter() - t) * 1e3)
-        if deadline is not None and time.perf_counter() > deadline:
-            break
-    a = np.asarray(times)
+    a = np.asarray(times_ms, dtype=np.float64)
     lat = {
         "p50": float(np.percentile(a, 50)),
         "p90": float(np.percentile(a, 90)),
@@ -116,16 +107,168 @@ def time_session(session: Session, config: BenchConfig, feeds: Sequence[np.ndarr
     # cry wolf, a bimodal or drifting run should.
     med = float(np.median(a))
     robust_cv = round(1.4826 * float(np.median(np.abs(a - med))) / med, 4) if med > 0 else None
+    return {"latency_ms": lat, "cv": cv, "robust_cv": robust_cv}
+
+
+def time_session(session: Session, config: BenchConfig, feeds: Sequence[np.ndarray] | None = None) -> dict[str, Any]:
+    """First-inference time, warm-up, then the timed loop; returns the timing fields of a result.
+
+    Example:
+        >>> from edgekit.runtime import load
+        >>> time_session(load("model.tflite"), BenchConfig(runs=20))["runs"]  # doctest: +SKIP
+        20
+    """
+    arrays = session.prepare(list(feeds) if feeds is not None else synthetic_feeds(session.inputs, config.batch_size, config.seed))
+    t = time.perf_counter()
+    session.run_prepared(arrays)
+    first_ms = (time.perf_counter() - t) * 1e3
+    for _ in range(config.warmup):
+        session.run_prepared(arrays)
+    times: list[float] = []
+    start = time.perf_counter()
+    deadline = None if config.max_seconds is None else start + config.max_seconds
+    while len(times) < config.runs:
+        t = time.perf_counter()
+        session.run_prepared(arrays)
+        times.append((time.perf_counter() - t) * 1e3)
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+    wall = time.perf_counter() - start
+    summary = latency_summary(times)
+    mean = summary["latency_ms"]["mean"]
     return {
         "first_ms": round(first_ms, 3),
         "warmup_runs": config.warmup,
         "runs": len(times),
-        "latency_ms": lat,
-        "cv": cv,
-        "robust_cv": robust_cv,
-        "throughput": round(config.batch_size * 1e3 / lat["mean"], 2) if lat["mean"] > 0 else None,
+        **summary,
+        # One stream: samples per second of engine time (batch / mean call), as before throughput mode;
+        # runs * batch / wall_s differs from it only by the loop's own overhead.
+        "throughput": round(config.batch_size * 1e3 / mean, 2) if mean > 0 else None,
         "samples_ms": tuple(round(t, 5) for t in times),
+        "stream_runs": (len(times),),
+        "wall_s": round(wall, 6),
     }
+
+
+def time_streams(sessions: Sequence[Session], config: BenchConfig,
+                 feeds: Sequence[np.ndarray] | None = None) -> dict[str, Any]:
+    """Throughput mode: each Session on its own thread, all timed together; the timing fields of a result.
+
+    Each Session makes its first inference on the calling thread (one after another: allocation is
+    not what the concurrent phase measures), then every stream warms up on its own thread, waits at
+    a barrier, and makes ``config.runs`` timed calls; a ``max_seconds`` deadline, counted from the
+    barrier's release, stops every stream. ``throughput`` is total samples (calls x batch) over
+    ``wall_s``, the time from that release to the last stream's end; the latency percentiles are
+    over every call of every stream. ``streams`` (not a result field) says which thread ran each
+    stream, how many calls it made and how long it took.
+
+    Args:
+        sessions: One distinct Session per stream (a Session serialises its calls with a lock, so
+            one Session shared by two threads would measure the lock, not two streams).
+        config: Warm-up, runs, deadline, batch and seed; ``config.concurrency`` is not read here.
+        feeds: Inputs for every stream; default: seeded synthetic inputs.
+
+    Raises:
+        InputError: no Session, or the same Session given twice.
+
+    Example:
+        >>> from edgekit.runtime import load
+        >>> two = [load("model.tflite", num_threads=1) for _ in range(2)]  # doctest: +SKIP
+        >>> t = time_streams(two, BenchConfig(runs=50))  # doctest: +SKIP
+        >>> t["stream_runs"], t["runs"]  # doctest: +SKIP
+        ((50, 50), 100)
+    """
+    k = len(sessions)
+    if k < 1:
+        raise InputError("time_streams needs at least one Session")
+    if len({id(s) for s in sessions}) != k:
+        raise InputError("time_streams needs one Session per stream: a Session serialises its calls with a lock, "
+                         "so sharing one between threads measures the lock; load() it once per stream")
+    arrays = [s.prepare(list(feeds) if feeds is not None else synthetic_feeds(s.inputs, config.batch_size, config.seed))
+              for s in sessions]
+    first_ms = []
+    for s, a in zip(sessions, arrays):
+        t = time.perf_counter()
+        s.run_prepared(a)
+        first_ms.append((time.perf_counter() - t) * 1e3)
+
+    times: list[list[float]] = [[] for _ in range(k)]
+    ends = [0.0] * k
+    idents = [0] * k
+    errors: list[BaseException | None] = [None] * k
+    released = [0.0]
+
+    def release() -> None:
+        # Runs once, in the last thread to arrive, before any stream is let go: the common start.
+        released[0] = time.perf_counter()
+
+    barrier = threading.Barrier(k, action=release)
+
+    def stream(i: int) -> None:
+        idents[i] = threading.get_ident()
+        session, a, out = sessions[i], arrays[i], times[i]
+        try:
+            for _ in range(config.warmup):
+                session.run_prepared(a)
+        except BaseException as exc:  # re-raised on the calling thread below
+            errors[i] = exc
+            barrier.abort()  # the other streams must not wait forever for this one
+            return
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            return
+        deadline = None if config.max_seconds is None else released[0] + config.max_seconds
+        try:
+            while len(out) < config.runs:
+                t = time.perf_counter()
+                session.run_prepared(a)
+                out.append((time.perf_counter() - t) * 1e3)
+                if deadline is not None and time.perf_counter() > deadline:
+                    break
+        except BaseException as exc:
+            errors[i] = exc
+        ends[i] = time.perf_counter()
+
+    workers = [threading.Thread(target=stream, args=(i,), name=f"edgekit-bench-stream-{i}", daemon=True) for i in range(k)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    for exc in errors:
+        if exc is not None:
+            raise exc
+    wall = max(ends) - released[0]
+    every = [t for ts in times for t in ts]
+    total = len(every)
+    return {
+        "first_ms": round(first_ms[0], 3),  # the first stream's, comparable with one stream's figure
+        "warmup_runs": config.warmup,
+        "runs": total,
+        **latency_summary(every),
+        "throughput": round(total * config.batch_size / wall, 2) if wall > 0 else None,
+        "samples_ms": tuple(round(t, 5) for t in every),
+        "stream_runs": tuple(len(ts) for ts in times),
+        "wall_s": round(wall, 6),
+        "streams": [{"thread": idents[i], "runs": len(times[i]), "wall_s": round(ends[i] - released[0], 6)}
+                    for i in range(k)],
+    }
+
+
+def uneven_streams(streams: Sequence[dict[str, Any]], ratio: float = 0.75) -> str | None:
+    """A warning when one stream got much less done per second than another (cores not shared fairly).
+
+    Example:
+        >>> uneven_streams([{"runs": 100, "wall_s": 1.0}, {"runs": 50, "wall_s": 1.0}]).split(":")[0]
+        'streams ran unevenly (50-100 calls/s each)'
+        >>> uneven_streams([{"runs": 100, "wall_s": 1.0}, {"runs": 95, "wall_s": 1.0}]) is None
+        True
+    """
+    rates = [s["runs"] / s["wall_s"] for s in streams if s["wall_s"] > 0]
+    if len(rates) < 2 or min(rates) >= ratio * max(rates):
+        return None
+    return (f"streams ran unevenly ({min(rates):.0f}-{max(rates):.0f} calls/s each): the OS did not share the cores "
+            "fairly (other load, or more engine threads than cores)")
 
 
 _COLD_SCRIPT = """
