@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -283,6 +284,55 @@ def _umask() -> int:
     return mask
 
 
+def umask_modes(path: str | os.PathLike[str]) -> Path:
+    """Give ``path`` (a file, or a folder and everything under it) the modes a plain write gives.
+
+    That is ``0666 & ~umask`` for files (``0777 & ~umask`` for files that were executable) and
+    ``0777 & ~umask`` for folders: 0644 / 0755 under the usual umask 022. Call it on anything
+    staged in ``tempfile.mkstemp`` / ``mkdtemp`` (0600 / 0700) or written by a tool that picks its
+    own modes (coremltools leaves a ``.mlpackage``'s weights folder 0700), before renaming it into
+    place: artifacts are copied to devices and read by service users, who must be able to open them.
+    Symbolic links are left alone (their target is not ours to change).
+
+    Args:
+        path: The file or folder tree to fix.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Example:
+        >>> import tempfile, pathlib, stat
+        >>> d = pathlib.Path(tempfile.mkdtemp())  # 0700, like every mkdtemp folder
+        >>> _ = (d / "weights.bin").write_bytes(b"w")
+        >>> _ = umask_modes(d)
+        >>> oct(stat.S_IMODE(d.stat().st_mode)) == oct(0o777 & ~_umask())
+        True
+        >>> oct(stat.S_IMODE((d / "weights.bin").stat().st_mode)) == oct(0o666 & ~_umask())
+        True
+    """
+    root = Path(path)
+    mask = _umask()
+
+    def fix(p: str, st_mode: int) -> None:
+        if stat.S_ISDIR(st_mode) or st_mode & 0o111:
+            os.chmod(p, 0o777 & ~mask)
+        else:
+            os.chmod(p, 0o666 & ~mask)
+
+    st = os.lstat(root)
+    if stat.S_ISLNK(st.st_mode):
+        return root
+    fix(str(root), st.st_mode)
+    if stat.S_ISDIR(st.st_mode):
+        for top, dirs, files in os.walk(root):  # os.walk does not follow links to folders
+            for name in dirs + files:
+                q = os.path.join(top, name)
+                m = os.lstat(q).st_mode
+                if not stat.S_ISLNK(m):
+                    fix(q, m)
+    return root
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     """A binary file that appears at ``path`` whole, or not at all, with the mode a plain write gives.
@@ -306,7 +356,7 @@ def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        umask_modes(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -12,7 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
-from edgekit.manifest import artifact_bytes
+from edgekit.manifest import artifact_bytes, umask_modes
 
 
 def remove(path: Path) -> None:
@@ -26,6 +26,10 @@ def remove(path: Path) -> None:
 def place(staging: Path, final: Path) -> None:
     """Rename ``staging`` to ``final`` atomically, replacing a previous file or folder there.
 
+    Every file and folder of the artifact first gets the umask's modes (:func:`~edgekit.manifest.umask_modes`):
+    exporters stage in temporary files and folders (0600 / 0700) and some tools pick their own
+    modes, but an artifact is made to be copied to a device and read there by another user.
+
     ``os.replace`` cannot replace a non-empty folder, so an old folder is first renamed aside
     (one atomic step) and deleted after the new one is in place.
 
@@ -36,6 +40,7 @@ def place(staging: Path, final: Path) -> None:
         >>> place(d / ".a.partial", d / "a"); sorted(p.name for p in (d / "a").iterdir())
         ['new']
     """
+    umask_modes(staging)
     if final.is_dir() and not final.is_symlink():
         aside = final.with_name(f".{final.name}.old")
         remove(aside)

@@ -179,9 +179,8 @@ def _save(model: Any, out: Path) -> None:
     try:
         pkg = tmp / "model.mlpackage"
         model.save(str(pkg))
-        for f in pkg.rglob("*"):
-            if f.is_file():  # coremltools writes some files 0600; an artifact is meant to be copied and read
-                os.chmod(f, 0o644)
+        # Modes: coremltools leaves the weights folder 0700; the pipeline's place() gives the whole
+        # package the umask's modes before it is renamed into the output folder.
         os.replace(pkg, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
