@@ -3,7 +3,8 @@ runtime benchmarks (``runtime_overhead.py``, ``edgekit pick``).
 
 No pretrained weights can be downloaded here, so the model is ``keras.applications.MobileNetV2(
 weights=None)`` with BatchNorm statistics set from one batch of the calibration images (random weights
-alone give ~1e-15 outputs no quantizer can represent). Calibration/eval images are smooth random
+alone give ~1e-15 outputs no quantizer can represent), and the classifier scaled to a trained model's
+logit spread. Calibration/eval images are smooth random
 fields in [0, 1] (seeded), not noise, so activations have image-like ranges.
 
 Run: ``.venv/bin/python benchmarks/mobilenet_folder.py -o /tmp/mnv2-out [--size 224] [--alpha 1.0]``
@@ -19,6 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+# An untrained network amplifies quantization noise layer after layer (measured here: int8 SNR 4.5 dB,
+# top-1 agreement 62 %; dynamic 9.3 dB / 78 %), where a trained MobileNetV2 loses ~1 point. The
+# folder feeds *timing* benchmarks, so the int8 tolerances are relaxed to let those artifacts pass;
+# the manifest records the relaxed tolerances. Accuracy at real size is issue #11's, not this.
+TIMING_TOLERANCES = ("int8.min_snr_db=2", "int8.min_top1_agreement=0.4", "dynamic.min_snr_db=5",
+                     "dynamic.min_top1_agreement=0.6")
 TARGETS = ("tflite:fp32", "tflite:fp16", "tflite:int8", "tflite:dynamic", "onnx:fp32", "onnx:int8,reduce_range=true")
 
 
@@ -47,6 +54,14 @@ def build_model(size: int, alpha: float, calib: np.ndarray):
             axes = tuple(range(a.ndim - 1))
             gamma, beta, _, _ = layer.get_weights()
             layer.set_weights([gamma, beta, a.mean(axis=axes), a.var(axis=axes) + 1e-3])
+    # A trained classifier is confident; an untrained one spreads ~1/1000 over every class, which an
+    # int8 softmax output (scale 1/256) rounds to zero. Scale the head so logits have a trained
+    # model's spread (std ~4: the top class takes most of the probability).
+    head = model.get_layer("predictions")
+    feats = keras.Model(model.input, head.input)(x, training=False).numpy()
+    kernel, bias = head.get_weights()
+    logits = feats @ kernel + bias
+    head.set_weights([kernel * (4.0 / float(logits.std())), bias])
     inp = keras.Input((size, size, 3), name="image")
     out = model(inp * 2.0 - 1.0)
     return keras.Model(inp, out, name=f"mobilenetv2_{alpha}_{size}")
@@ -57,8 +72,8 @@ def main() -> int:
     ap.add_argument("-o", "--out", type=Path, required=True)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--alpha", type=float, default=1.0)
-    ap.add_argument("--calib", type=int, default=32)
-    ap.add_argument("--eval", type=int, default=32)
+    ap.add_argument("--calib", type=int, default=100)
+    ap.add_argument("--eval", type=int, default=64)
     ap.add_argument("-t", "--target", action="append", help="override the targets")
     args = ap.parse_args()
     calib = images(args.calib, args.size, 1)
@@ -73,6 +88,8 @@ def main() -> int:
                "--eval", str(Path(tmp) / "eval.npz"), "-o", str(args.out), "--force"]
         for t in args.target or TARGETS:
             cmd += ["-t", t]
+        for tol in TIMING_TOLERANCES:
+            cmd += ["--tol", tol]
         return subprocess.call(cmd)
 
 
