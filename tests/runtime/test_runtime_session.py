@@ -154,6 +154,42 @@ def test_float64_to_int8_model_is_quantized(int8):
     np.testing.assert_array_equal(int8.run(x.astype(np.float64))["logits"], int8.run(x)["logits"])
 
 
+@pytest.mark.parametrize("target", ["tflite:fp32", "tflite:int8", "tflite:dynamic"])
+def test_repeated_converted_feeds_match_the_first_call(digits_out, target):
+    # The first call of a kind of feed takes the checked reference conversion; repeats take the
+    # cached one, which writes into LiteRT's own input tensor: the numbers must not change.
+    s = rt.load(digits_out[0], target=target)
+    x = random_images(5, seed=11)
+    want = s.run(x)["logits"]
+    for feed in (x.astype(np.float64), x.astype(np.float16).astype(np.float64)):
+        first = s.run(feed)["logits"]
+        for _ in range(3):
+            np.testing.assert_array_equal(s.run(feed)["logits"], first)
+    np.testing.assert_array_equal(s.run(x.astype(np.float64))["logits"], want)
+
+
+@pytest.mark.parametrize("target", ["tflite:fp32", "tflite:int8"])
+def test_uint8_pixels_are_the_float_path(digits_out, target):
+    s = rt.load(digits_out[0], target=target)
+    u = np.round(random_images(6, seed=12) * 255).astype(np.uint8)
+    with pytest.raises(InputError, match="uint8_divisor"):
+        s.run(u)
+    s.uint8_divisor = 255
+    want = s.run(u.astype(np.float32) / 255)["logits"]
+    for _ in range(3):
+        np.testing.assert_array_equal(s.run(u)["logits"], want)
+    np.testing.assert_array_equal(s.run(u[:2])["logits"], want[:2])  # and after a resize
+
+
+def test_float_feed_to_float_model_is_the_engine_call_alone(fp32):
+    x = random_images(3, seed=13)
+    fp32.run(x)
+    fp32.run(x)
+    # The cached handler for a float32 feed to a float32 input is the engine's own run1: no
+    # host-side conversion at all (io=float int8 models take this path too).
+    assert fp32._last[2] is fp32._run1
+
+
 def test_non_contiguous_input(fp32):
     x = random_images(6, seed=4)
     strided = np.asfortranarray(x)[::2]

@@ -27,7 +27,14 @@ from edgekit.registry import Plugin, Registry
 
 @runtime_checkable
 class Engine(Protocol):
-    """An opened model: engine-level specs and a positional run. Not thread-safe by itself."""
+    """An opened model: engine-level specs and a positional run. Not thread-safe by itself.
+
+    Optional fast calls a one-input engine may add (Session uses them when present, else ``run``):
+    ``run1(array) -> outputs``, and ``run1_into(shape, write, src) -> outputs``, which calls
+    ``write(view, src)`` with a writable view of the engine's own input tensor at ``shape`` (so a
+    conversion such as float -> int8 lands in engine memory without a further copy), then runs.
+    Set either to ``None`` or leave it out when the engine cannot offer it.
+    """
 
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]

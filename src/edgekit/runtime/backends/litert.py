@@ -196,6 +196,7 @@ class LiteRTEngine:
         self._idx0 = self._in[0][1] if self._in else None
         self._shape0 = self._current.get(self._idx0)
         self.run1 = self._make_run1()
+        self.run1_into = self._make_run1_into()
 
     @property
     def input_tensor_order(self) -> tuple[str, ...]:
@@ -216,7 +217,7 @@ class LiteRTEngine:
 
         def run1(arr: np.ndarray) -> list[np.ndarray]:
             if arr.shape != self._shape0:
-                self._resize([arr])
+                self._resize([arr.shape])
                 self._shape0 = arr.shape
             inner = it._interpreter  # fetched per call: see _FastWrapper
             try:
@@ -232,12 +233,48 @@ class LiteRTEngine:
 
         return run1
 
+    def _make_run1_into(self):
+        """``run1_into(shape, write, src)``: ``write(view, src)`` fills the input tensor in place.
+
+        Saves the copy ``SetTensor`` makes, for feeds we convert anyway (float to int8): the
+        conversion's last pass writes straight into the engine's memory. ``None`` where the
+        wrapper has no ``tensor()`` view or the model has more than one input.
+        """
+        w, it, idx0, out_idx = self._wrapper, self._it, self._idx0, tuple(self._out_idx)
+        if not (w.direct and w.tensor is not None and self._one_in):
+            return None
+        errors, engine, name = ENGINE_ERRORS, self.engine, self.path.name
+        tensor, invoke, get_tensor = w.tensor, w.invoke, w.get_tensor
+        out0 = out_idx[0] if len(out_idx) == 1 else None
+
+        def run1_into(shape: tuple[int, ...], write: Any, src: Any) -> list[np.ndarray]:
+            if shape != self._shape0:
+                self._resize([shape])
+                self._shape0 = shape
+            inner = it._interpreter
+            # The view's base is the C++ wrapper, and LiteRT refuses to resize while any view is
+            # alive (it counts references to the wrapper): drop it before anything else runs.
+            view = tensor(inner, inner, idx0)
+            try:
+                write(view, src)
+            finally:
+                del view
+            try:
+                invoke(inner)
+                if out0 is not None:
+                    return [get_tensor(inner, out0, 0)]
+                return [get_tensor(inner, i, 0) for i in out_idx]
+            except errors as exc:
+                raise BackendError(f"{engine} failed to run {name}: {' '.join(str(exc).split())[:300]}") from None
+
+        return run1_into
+
     def run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         if self._one_in and self._wrapper.direct:
             return self.run1(arrays[0])
         for (_, idx), arr in zip(self._in, arrays):
             if arr.shape != self._current.get(idx):
-                self._resize(arrays)
+                self._resize([a.shape for a in arrays])
                 break
         set_tensor, invoke, get_tensor = self._wrapper.calls(self._it)
         try:
@@ -249,15 +286,15 @@ class LiteRTEngine:
         except ENGINE_ERRORS as exc:
             raise BackendError(f"{self.engine} failed to run {self.path.name}: {' '.join(str(exc).split())[:300]}") from None
 
-    def _resize(self, arrays: Sequence[np.ndarray]) -> None:
+    def _resize(self, shapes: Sequence[tuple[int, ...]]) -> None:
         it = self._it
-        for (name, idx), arr in zip(self._in, arrays):
-            if arr.shape != self._current.get(idx):
+        for (name, idx), shape in zip(self._in, shapes):
+            if tuple(shape) != self._current.get(idx):
                 try:
-                    it.resize_tensor_input(idx, list(arr.shape), strict=True)
+                    it.resize_tensor_input(idx, list(shape), strict=True)
                 except (ValueError, RuntimeError, TypeError) as exc:
                     raise InputError(
-                        f"input {name!r}: this model cannot take shape {tuple(arr.shape)} "
+                        f"input {name!r}: this model cannot take shape {tuple(shape)} "
                         f"(engine said: {' '.join(str(exc).split())[:200]})"
                     ) from None
         try:
@@ -266,8 +303,8 @@ class LiteRTEngine:
             self._current = {}  # unknown state: the next call resizes every input again
             self._shape0 = None
             raise InputError(f"cannot run {self.path.name} at these input shapes: {' '.join(str(exc).split())[:200]}") from None
-        for (_, idx), arr in zip(self._in, arrays):
-            self._current[idx] = tuple(arr.shape)
+        for (_, idx), shape in zip(self._in, shapes):
+            self._current[idx] = tuple(shape)
 
     def info(self) -> dict[str, Any]:
         return {
@@ -292,8 +329,11 @@ class _FastWrapper:
         inner = getattr(it, "_interpreter", None)
         cls = type(inner)
         self.direct = inner is not None and all(hasattr(cls, m) for m in ("SetTensor", "Invoke", "GetTensor"))
+        self.tensor = None
         if self.direct:
             self.set_tensor, self.invoke, self.get_tensor = cls.SetTensor, cls.Invoke, cls.GetTensor
+            # tensor(base, idx): a numpy view of a tensor's memory (what Interpreter.tensor wraps).
+            self.tensor = getattr(cls, "tensor", None)
         del inner
 
     def calls(self, it: Any) -> tuple[Any, Any, Any]:
