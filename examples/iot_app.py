@@ -245,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="'stdout', an http(s):// URL to POST each result to, or mqtt://host[:port]/topic")
     p.add_argument("--target", help="artifact of the folder, e.g. tflite:int8 (default: best validated here)")
     p.add_argument("--threads", type=int, help="engine threads (default: all cores)")
+    p.add_argument("--choose", choices=("rules", "measure"), default="rules",
+                   help="folders: the rule table's pick, or the artifact measured fastest here (cached)")
     p.add_argument("--queue-size", type=int, default=32, help="bounded input queue (back-pressure)")
     p.add_argument("--poll", type=float, default=0.5, help="folder poll interval, seconds")
     p.add_argument("--delete", action="store_true", help="delete handled files instead of moving them to processed/")
@@ -268,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     q: queue.Queue[Any] = queue.Queue(maxsize=args.queue_size)
     source: mqtt.Connection | None = None
     try:
-        session = rt.load(args.model, target=args.target, num_threads=args.threads)
+        session = rt.load(args.model, target=args.target, num_threads=args.threads, choose=args.choose)
         publish = Publisher(args.publish)
         if source_mqtt:
             host, port, tls, topic = mqtt.parse_url(args.source)

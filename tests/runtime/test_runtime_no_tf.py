@@ -6,13 +6,14 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 HEAVY = ("tensorflow", "keras", "tf_keras")
 
 _RUNTIME_SCRIPT = textwrap.dedent("""
     import json, sys
     import numpy as np
-    import edgekit.runtime, edgekit.cli, edgekit.runtime.bench
+    import edgekit.runtime, edgekit.cli, edgekit.runtime.bench, edgekit.runtime.metrics, edgekit.runtime.serve, edgekit.runtime.pick, edgekit.cli.pick
     import edgekit.runtime as rt
     from edgekit.runtime.bench import BenchConfig, bench_path
 
@@ -78,3 +79,31 @@ def test_cli_bench_without_tensorflow(digits_out, tmp_path):
     doc = json.loads(jpath.read_text())
     assert [r["status"] for r in doc["results"]] == ["ok"] * 4
     assert [r["runs"] for r in doc["results"]] == [5] * 4
+
+
+_SERVE_SCRIPT = textwrap.dedent("""
+    import http.client, json, sys, threading
+    import edgekit.runtime as rt
+    from edgekit.runtime.metrics import Metrics
+    from edgekit.runtime.serve import make_server, run_until_stopped
+
+    server = make_server(rt.load(sys.argv[1], num_threads=1), port=0)
+    threading.Thread(target=run_until_stopped, args=(server,), kwargs={{"handle_signals": False}}, daemon=True).start()
+    conn = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=30)
+    conn.request("GET", "/metrics")
+    resp = conn.getresponse()
+    body = resp.read()
+    server.stop()
+    heavy = sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r})
+    print("RESULT " + json.dumps({{"status": resp.status, "model_info": b"edgekit_model_info{{" in body, "heavy": heavy}}))
+""").format(HEAVY=set(HEAVY))
+
+
+def test_serve_with_metrics_without_tensorflow():
+    # The committed artifact: no conversion needed, so this runs without the digits_out fixture.
+    data = Path(__file__).resolve().parents[1] / "data" / "digits-int8"
+    res = _result(subprocess.run([sys.executable, "-c", _SERVE_SCRIPT, str(data)], capture_output=True, text=True,
+                                 timeout=120))
+    assert res["heavy"] == [], res["heavy"]
+    assert res["status"] in (200, 501)  # 501 where prometheus-client is not installed
+    assert res["model_info"] is (res["status"] == 200)

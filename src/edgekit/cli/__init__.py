@@ -2,7 +2,7 @@
 so ``edgekit bench`` on a Raspberry Pi never touches TensorFlow.
 
 * :mod:`.convert`: ``edgekit convert`` (flags -> :class:`edgekit.convert.flags.ConvertFlags` -> recipe)
-* :mod:`.bench`: ``edgekit bench``; :mod:`.doctor`: ``edgekit doctor``; :mod:`.serve`: ``edgekit serve``
+* :mod:`.bench`: ``edgekit bench``; :mod:`.pick`: ``edgekit pick`` (the artifact measured fastest here); :mod:`.doctor`: ``edgekit doctor``; :mod:`.serve`: ``edgekit serve``
 * :mod:`.mqtt`: ``edgekit mqtt`` (an MQTT input topic -> the model -> an output topic)
 * :mod:`.zoo`: ``edgekit zoo list | train | export``
 * :mod:`.common`: the one error -> exit-code wrapper (:class:`~.common.Group`), progress lines;
@@ -27,6 +27,7 @@ from edgekit.cli.common import Group
 from edgekit.cli.convert import convert
 from edgekit.cli.doctor import doctor
 from edgekit.cli.mqtt import mqtt
+from edgekit.cli.pick import pick
 from edgekit.cli.serve import serve
 from edgekit.cli.zoo import zoo
 
@@ -37,7 +38,7 @@ def main() -> None:
     """edgekit: convert Keras models for the edge, validate every artifact, bench them on the device."""
 
 
-for _command in (convert, bench, doctor, serve, mqtt, zoo):
+for _command in (convert, bench, pick, doctor, serve, mqtt, zoo):
     main.add_command(_command)
 
 __all__ = ["main"]

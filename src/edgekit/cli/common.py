@@ -70,3 +70,9 @@ class Progress:
 def fmt(v: Any, spec: str) -> str:
     """``v`` formatted with ``spec``, or ``""`` for a missing number (an empty table cell)."""
     return "" if v is None else format(v, spec)
+
+
+# `--choose` for the commands that open an output folder for a long run (serve, mqtt): one wording.
+choose_option = click.option(
+    "--choose", type=click.Choice(["rules", "measure"]), default="rules", show_default=True,
+    help="Folders: the rule table's pick, or the artifact measured fastest here (cached; see edgekit pick).")

@@ -9,6 +9,8 @@ import time
 
 import click
 
+from edgekit.cli.common import choose_option
+
 
 @click.command()
 @click.argument("path", type=click.Path())
@@ -42,6 +44,7 @@ import click
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for /metrics.")
 @click.option("--target", help="Which artifact of a folder (format:precision); default: the best validated one here.")
 @click.option("--threads", type=int, help="Engine threads (default: all cores).")
+@choose_option
 @click.option("--no-verify", is_flag=True, help="Skip the size/sha256 check against the manifest.")
 @click.option("-v", "--verbose", is_flag=True, help="Log connects and retries too, not only warnings.")
 def mqtt(path: str, broker: str, input_topic: str, output_topic: str, error_topic: str | None, status_topic: str | None,
@@ -49,7 +52,7 @@ def mqtt(path: str, broker: str, input_topic: str, output_topic: str, error_topi
          backoff_min: float, backoff_max: float, connect_timeout: float, session_expiry: int, mqtt_version: str,
          tls: bool, ca_certs: str | None, certfile: str | None, keyfile: str | None, tls_insecure: bool,
          username: str | None, password: str | None, metrics_port: int | None, metrics_host: str,
-         target: str | None, threads: int | None, no_verify: bool, verbose: bool) -> None:
+         target: str | None, threads: int | None, choose: str, no_verify: bool, verbose: bool) -> None:
     """Answer MQTT messages on --in with PATH (a model file or an edgekit output folder), results on --out.
 
     Payloads are JSON ({"id": ..., "inputs": {name: [[...]]}} or a bare nested list) or .npy/.npz
@@ -79,7 +82,7 @@ def mqtt(path: str, broker: str, input_topic: str, output_topic: str, error_topi
                         certfile=certfile, keyfile=keyfile, tls_insecure=tls_insecure, username=username,
                         password=password)
     t = time.perf_counter()
-    session = load(path, target=target, num_threads=threads, verify=not no_verify)
+    session = load(path, target=target, num_threads=threads, verify=not no_verify, choose=choose)
     load_s = time.perf_counter() - t
     metrics = metrics_server = None
     if metrics_port is not None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from edgekit.cli.common import choose_option
+
 
 @click.command()
 @click.argument("path", type=click.Path())
@@ -11,12 +13,13 @@ import click
 @click.option("--port", type=int, default=8080, show_default=True, help="TCP port; 0 picks a free one (printed).")
 @click.option("--target", help="Which artifact of a folder (format:precision); default: the best validated one here.")
 @click.option("--threads", type=int, help="Engine threads (default: all cores).")
+@choose_option
 @click.option("--max-body", default="16MiB", show_default=True, help="Largest request body (413 above it), e.g. 1MiB.")
 @click.option("--max-connections", type=int, default=64, show_default=True, help="Open connections served at once (503 above).")
 @click.option("--no-verify", is_flag=True, help="Skip the size/sha256 check against the manifest.")
 @click.option("--no-metrics", is_flag=True, help="Turn off Prometheus GET /metrics (on when edgekit[metrics] is installed).")
 @click.option("-v", "--verbose", is_flag=True, help="Log every request to stderr.")
-def serve(path: str, host: str, port: int, target: str | None, threads: int | None, max_body: str,
+def serve(path: str, host: str, port: int, target: str | None, threads: int | None, choose: str, max_body: str,
           max_connections: int, no_verify: bool, no_metrics: bool, verbose: bool) -> None:
     """Serve PATH (a model file or an edgekit output folder) over HTTP: /healthz, /metadata, /predict, /metrics.
 
@@ -29,6 +32,6 @@ def serve(path: str, host: str, port: int, target: str | None, threads: int | No
     """
     from edgekit.runtime.serve import parse_size, serve as run_serve
 
-    run_serve(path, host=host, port=port, target=target, num_threads=threads, max_body=parse_size(max_body),
+    run_serve(path, host=host, port=port, target=target, num_threads=threads, choose=choose, max_body=parse_size(max_body),
               max_connections=max_connections, verify=not no_verify, log_requests=verbose,
               metrics=not no_metrics)

@@ -230,3 +230,54 @@ def fingerprint(info: dict[str, Any]) -> str:
     if info.get("gpus"):
         parts.append("+".join(info["gpus"]))
     return "/".join(str(p) for p in parts)
+
+
+def stable_facts(info: dict[str, Any]) -> dict[str, Any]:
+    """The facts of :func:`device_info` that decide which artifact runs fastest, and nothing that drifts.
+
+    Kept: machine, OS, CPU model and its inference ISA flags, the cores this process may use,
+    board / L4T, GPU names, engine versions and edgekit's version. Left out: the kernel release,
+    Python's patch version and CPU frequencies, which change on an update or under load without
+    changing which artifact wins (a timing cached under them would expire for no reason).
+
+    Example:
+        >>> facts = stable_facts({"machine": "x86_64", "cpu": "AMD EPYC", "cores": 2, "cpu_flags": ["avx2"],
+        ...                       "gpus": [], "engines": {"onnxruntime": "1.20.0"}, "release": "6.1"})
+        >>> facts["cores"], "release" in facts
+        (2, False)
+    """
+    from edgekit import __version__
+
+    return {
+        "machine": info.get("machine"),
+        "system": info.get("system"),
+        "cpu": info.get("cpu"),
+        "cpu_flags": sorted(info.get("cpu_flags") or ()),
+        "cores": info.get("cores"),
+        "board": info.get("board"),
+        "l4t": info.get("l4t"),
+        "gpus": list(info.get("gpus") or ()),
+        "engines": dict(sorted((info.get("engines") or {}).items())),
+        "edgekit": __version__,
+    }
+
+
+def device_key(info: dict[str, Any] | None = None) -> str:
+    """A 16-hex-digit hash of :func:`stable_facts`: equal on identical devices, different otherwise.
+
+    This is what a measured artifact choice (:mod:`edgekit.runtime.pick`) is cached under, so a
+    fleet of identical devices can share one measurement and any other device ignores it. Unlike
+    :func:`fingerprint` (a readable label), it changes with engine versions and core affinity too.
+
+    Example:
+        >>> a = {"machine": "x86_64", "cpu": "AMD EPYC", "cores": 2, "gpus": [], "engines": {}}
+        >>> device_key(a) == device_key(dict(a)), device_key(a) == device_key({**a, "cores": 4})
+        (True, False)
+        >>> len(device_key())
+        16
+    """
+    import hashlib
+    import json
+
+    facts = stable_facts(device_info() if info is None else info)
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]

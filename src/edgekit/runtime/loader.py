@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import BackendError, ModelError
-from edgekit.manifest import MANIFEST_NAME, PASSED, NOT_VALIDATED, Artifact, Manifest, artifact_bytes, sha256_file
-from edgekit.runtime.backends import SUFFIXES, format_for_path, get_backend
+from edgekit.errors import BackendError, InputError, ModelError
+from edgekit.manifest import PASSED, NOT_VALIDATED, Artifact, Manifest
+from edgekit.runtime.backends import format_for_path, get_backend
+from edgekit.runtime.artifacts import is_output_folder, open_artifact, options_for, runnable, verify_artifact
 from edgekit.runtime.session import Session
 
 
@@ -46,107 +47,90 @@ def choose_artifact(manifest: Manifest, target: str | None = None, *, format: st
         from edgekit.runtime.device import device_info
 
         device = device_info()
-    ranked = choose.rank(manifest.artifacts, device, _runnable)
+    ranked = choose.rank(manifest.artifacts, device, runnable)
     if ranked:
         best, why_class = ranked[0]
         others = ", ".join(a.target for a, _ in ranked[1:])
         return best, f"best for this device: {why_class}" + (f" (also runnable: {others})" if others else "")
-    left_out = "; ".join(choose.skipped(manifest.artifacts, device, _runnable)) or "no artifacts"
+    left_out = "; ".join(choose.skipped(manifest.artifacts, device, runnable)) or "no artifacts"
     raise ModelError(f"no artifact in this folder passed validation and can run here ({left_out}); "
                      "pick one explicitly with target=... / --target")
 
 
-def _runnable(a: Artifact) -> str | None:
-    try:
-        return get_backend(a.format).unavailable_reason()
-    except BackendError as exc:
-        return str(exc)
+CHOICES = ("rules", "measure")
 
 
 def load(path: str | os.PathLike[str], *, target: str | None = None, format: str | None = None,
          precision: str | None = None, num_threads: int | None = None,
-         verify: bool = True, quantize_io: bool = True, **engine_options: Any) -> Session:
+         verify: bool = True, quantize_io: bool = True, choose: str = "rules", batch_size: int = 1,
+         budget: float | None = None, uint8_divisor: float | None = None, **engine_options: Any) -> Session:
     """Open a model file or an edgekit output folder.
 
     Args:
         path: A ``.tflite`` file, or a folder (or ``manifest.json``) written by ``edgekit convert``.
         target: For folders: which artifact, e.g. ``"tflite:int8"``; default: the best validated
-            artifact this device can run (``session.info["chosen"]`` says why).
+            artifact this device can run (``session.info["chosen"]`` says why). Wins over ``choose``.
         format: For folders: restrict the choice to one format (``"tflite"``, ``"onnx"`` ...).
         precision: For folders: restrict the choice to one precision (``"int8"`` ...).
         num_threads: Engine threads; default all cores this process may use.
         verify: Check the artifact's size and sha256 against the manifest before loading.
         quantize_io: Quantize float feeds for int8 inputs and dequantize int8 outputs.
+        choose: For folders without ``target``/``format``/``precision``: ``"rules"`` (default) takes
+            the rule table's choice for this device class; ``"measure"`` takes the artifact measured
+            fastest on this device (a cached measurement from ``pick.json`` beside the manifest or
+            the user cache, else a short one now, then cached; see :mod:`edgekit.runtime.pick`).
+            ``session.info["pick"]`` then holds the figures.
+        batch_size: With ``choose="measure"``: the batch size to measure at (part of the cache key).
+        budget: With ``choose="measure"``: seconds a fresh measurement may take (default
+            :data:`edgekit.runtime.pick.DEFAULT_BUDGET`).
+        uint8_divisor: What a uint8 feed to a float or int8 input means (``255``: pixels 0..255 taken
+            as 0..1, bit-identical to dividing yourself); ``None`` refuses such feeds. See
+            :attr:`Session.uint8_divisor`.
         **engine_options: Backend-specific options (LiteRT: ``use_xnnpack``).
 
     Raises:
         ModelError: missing path, bad manifest, no matching artifact, integrity mismatch.
         BackendError: the engine cannot load the file (corrupt, wrong format).
         MissingDependencyError: the engine is not installed (message names the extra).
+        InputError: ``choose`` is not one of :data:`CHOICES`.
 
     Example:
         >>> s = load("digits.tflite", num_threads=2)  # doctest: +SKIP
+        >>> s = load("out/", choose="measure")  # doctest: +SKIP
+        >>> s.info["chosen"]  # doctest: +SKIP
+        'tflite:int8: measured fastest here (p50 2.31 ms vs tflite:fp32 4.46 ms); batch 1, 2 threads; ...'
     """
+    if choose not in CHOICES:
+        raise InputError(f"choose={choose!r} is not one of {', '.join(CHOICES)}")
     p = Path(path)
     if not p.exists():
         raise ModelError(f"{p} does not exist")
-    artifact: Artifact | None = None
-    info: dict[str, Any] = {}
-    if is_output_folder(p):
-        folder = p if p.is_dir() else p.parent
-        manifest = Manifest.load(folder)
-        artifact, why = choose_artifact(manifest, target, format=format, precision=precision)
-        file = artifact_path(folder, artifact)
-        if verify:
-            verify_artifact(file, artifact)
-        fmt, precision = artifact.format, artifact.precision
-        info["chosen"] = f"{artifact.target}: {why}"
-    else:
-        file, fmt, precision = p, format_for_path(p), None
     options = dict(engine_options)
     if num_threads is not None:
         options["num_threads"] = num_threads
-    engine = get_backend(fmt).open(file, **options)
-    return Session(engine, path=file, format=fmt, precision=precision, quantize_io=quantize_io, artifact=artifact, info=info)
+    if not is_output_folder(p):
+        engine = get_backend(format_for_path(p)).open(p, **options)
+        return Session(engine, path=p, format=format_for_path(p), precision=None, quantize_io=quantize_io,
+                       uint8_divisor=uint8_divisor)
+    folder = p if p.is_dir() else p.parent
+    manifest = Manifest.load(folder)
+    info: dict[str, Any] = {}
+    if choose == "measure" and not (target or format or precision):
+        from edgekit.runtime.pick import pick
+
+        measured = pick(folder, batch_size=batch_size, num_threads=num_threads, budget=budget, verify=verify,
+                        quantize_io=quantize_io, engine_options=engine_options, manifest=manifest)
+        artifact = manifest.artifact(measured.chosen)
+        info["chosen"] = measured.explain()
+        info["pick"] = measured.to_dict()
+        options = options_for(artifact.format, options)  # as it was timed: options of other engines dropped
+    else:
+        artifact, why = choose_artifact(manifest, target, format=format, precision=precision)
+        info["chosen"] = f"{artifact.target}: {why}"
+    session = open_artifact(folder, artifact, verify=verify, quantize_io=quantize_io, info=info, **options)
+    if uint8_divisor is not None:
+        session.uint8_divisor = uint8_divisor
+    return session
 
 
-def is_output_folder(p: Path) -> bool:
-    """Whether ``p`` is an edgekit output folder (or its manifest) rather than one artifact.
-
-    A folder with a known artifact suffix (``.mlpackage``, ``.tftrt``, ``.trt``) and no manifest
-    inside is a bare artifact; any other folder is an output folder.
-
-    Example:
-        >>> is_output_folder(Path("out/manifest.json")), is_output_folder(Path("model.tflite"))
-        (True, False)
-    """
-    if p.name == MANIFEST_NAME:
-        return True
-    if not p.is_dir():
-        return False
-    return (p / MANIFEST_NAME).exists() or p.suffix.lower() not in SUFFIXES
-
-
-def artifact_path(folder: Path, artifact: Artifact) -> Path:
-    """The artifact's file inside ``folder``; a manifest may not point outside its own folder."""
-    file = (folder / str(artifact.path)).resolve()
-    if not file.is_relative_to(folder.resolve()):
-        raise ModelError(f"manifest artifact path {artifact.path!r} points outside {folder}: refusing to load it")
-    return file
-
-
-def verify_artifact(file: Path, artifact: Artifact) -> None:
-    """Raise :class:`ModelError` unless ``file`` has the manifest's size and sha256."""
-    if not file.exists():
-        raise ModelError(f"artifact {file} listed in the manifest is missing")
-    size = artifact_bytes(file)  # folder artifacts: the total of their files
-    if artifact.bytes is not None and size != artifact.bytes:
-        raise ModelError(
-            f"artifact {file.name} is {size} bytes but the manifest says {artifact.bytes}: "
-            "it was modified or truncated (re-copy it, or pass --no-verify to load anyway)"
-        )
-    if artifact.sha256 and sha256_file(file) != artifact.sha256:
-        raise ModelError(f"artifact {file.name} does not match its sha256 in the manifest: it was modified (re-copy it, or pass --no-verify)")
-
-
-__all__ = ["BackendError", "choose_artifact", "load", "verify_artifact"]
+__all__ = ["CHOICES", "BackendError", "choose_artifact", "load", "open_artifact", "options_for", "runnable", "verify_artifact"]

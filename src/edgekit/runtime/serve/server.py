@@ -239,12 +239,13 @@ def run_until_stopped(server: InferenceServer, *, drain_seconds: float = 10.0, h
 
 def serve(path: str, *, host: str = "127.0.0.1", port: int = 8080, target: str | None = None,
           num_threads: int | None = None, max_body: int = DEFAULT_MAX_BODY, max_connections: int = 64,
-          verify: bool = True, log_requests: bool = False, metrics: bool = True,
+          verify: bool = True, log_requests: bool = False, metrics: bool = True, choose: str = "rules",
           out: TextIO | None = None) -> dict[str, Any]:
     """Load ``path`` (model file or edgekit output folder) and serve it until SIGINT/SIGTERM.
 
     Prints ``edgekit serve: <target> on http://HOST:PORT`` first (the real port when ``port=0``)
-    and a ``stopped: ...`` line with the counters at the end.
+    and a ``stopped: ...`` line with the counters at the end. ``choose="measure"`` serves the
+    artifact measured fastest on this device (see :func:`edgekit.runtime.load`).
 
     Example:
         >>> serve("out/", port=0)  # doctest: +SKIP
@@ -253,7 +254,7 @@ def serve(path: str, *, host: str = "127.0.0.1", port: int = 8080, target: str |
 
     out = out or sys.stdout
     t0 = time.perf_counter()
-    session = load(path, target=target, num_threads=num_threads, verify=verify)
+    session = load(path, target=target, num_threads=num_threads, verify=verify, choose=choose)
     load_seconds = time.perf_counter() - t0
     server = make_server(session, host, port, max_body=max_body, max_connections=max_connections, log_requests=log_requests,
                          metrics=metrics, load_seconds=load_seconds)
