@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     from edgekit.manifest import Manifest
     from edgekit.runtime.bench import BenchConfig, bench_file
     from edgekit.runtime.device import device_info
-    from edgekit.runtime.loader import artifact_path
+    from edgekit.runtime.artifacts import artifact_path
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("folder", nargs="?", default=str(DIGITS), help="edgekit output folder (default: the digits folder)")

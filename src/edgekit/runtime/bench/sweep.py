@@ -57,7 +57,8 @@ def bench_file(path: str | os.PathLike[str], config: BenchConfig = BenchConfig()
         >>> bench_file("model.tflite", BenchConfig(runs=20)).status  # doctest: +SKIP
         'ok'
     """
-    from edgekit.runtime.loader import load, verify_artifact
+    from edgekit.runtime.artifacts import verify_artifact
+    from edgekit.runtime.loader import load
 
     path = Path(path)
     guessed = None if artifact else guess_precision(path)
@@ -167,7 +168,7 @@ def bench_path(path: str | os.PathLike[str], config: BenchConfig | Sequence[Benc
     p = Path(path)
     if not p.exists():
         raise ModelError(f"{p} does not exist")
-    from edgekit.runtime.loader import artifact_path, is_output_folder
+    from edgekit.runtime.artifacts import artifact_path, is_output_folder
 
     if not is_output_folder(p):
         data = None
