@@ -1,7 +1,10 @@
 """Shared fixtures: real TensorFlow and LiteRT on tiny models, no mocks.
 
-The trained zoo model and one converted output folder are built once per test session (a few
-seconds); tests that need their own variants build tiny models in code.
+The trained zoo model and one converted output folder are built once per test run, also across
+pytest-xdist workers (``make test`` runs on every core): they live in the run's ``EDGEKIT_CACHE``,
+which the workers inherit, and the first worker to need one builds it under a lock while the
+others wait. Tests that need their own variants build tiny models in code, and tests that change a
+shared folder copy it first.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("EDGEKIT_RESULTS", os.path.join(os.environ["EDGEKIT_CACHE"], "results.sqlite"))
 
 REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ["EDGEKIT_CACHE"]) / "fixtures"
 TFLITE_TARGETS = ("tflite:fp32", "tflite:dynamic", "tflite:int8", "tflite:fp16")
 
 
@@ -29,14 +33,49 @@ def digits_model():
     return train("digits-cnn")
 
 
-@pytest.fixture(scope="session")
-def digits_out(tmp_path_factory, digits_model):
-    """An output folder with the four TFLite targets of digits-cnn, converted and validated."""
-    from edgekit.api import convert
+def shared_folder(name: str, build) -> Path:
+    """``SHARED/name``, filled once per test run by ``build(path)`` (whichever worker comes first)."""
+    from edgekit.locks import file_lock
 
-    out = tmp_path_factory.mktemp("digits-out")
-    manifest = convert({"model": "digits-cnn", "targets": list(TFLITE_TARGETS)}, out, force=True)
-    return out, manifest
+    path = SHARED / name
+    done = SHARED / f"{name}.complete"  # outside the folder: tests may list every file in it
+    with file_lock(path):
+        if not done.exists():
+            if path.exists():  # a worker died half-way: start again
+                import shutil
+
+                shutil.rmtree(path)
+            path.mkdir(parents=True)
+            build(path)
+            done.touch()
+    return path
+
+
+@pytest.fixture(scope="session")
+def digits_out(digits_model):
+    """An output folder with the four TFLite targets of digits-cnn, converted and validated (read-only:
+    copy it to change it)."""
+    from edgekit.api import convert
+    from edgekit.manifest import Manifest
+
+    out = shared_folder("digits-out", lambda p: convert({"model": "digits-cnn", "targets": list(TFLITE_TARGETS)}, p, force=True))
+    return out, Manifest.load(out)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist: one scheduling group per test module, so a module's fixtures are built once;
+    the zoo's modules share one group (they share the trained zoo) that starts first, being the longest."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    zoo = []
+    for item in items:
+        rel = Path(str(item.fspath)).relative_to(REPO / "tests").as_posix()
+        group = "zoo" if rel.startswith("zoo/") else rel
+        item.add_marker(pytest.mark.xdist_group(group))
+        if group == "zoo":
+            zoo.append(item)
+    first = set(zoo)
+    items[:] = zoo + [i for i in items if i not in first]
 
 
 @pytest.fixture(scope="session")

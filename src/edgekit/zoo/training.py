@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edgekit.locks import file_lock
 from edgekit.registry import load_attr
 from edgekit.convert.tf_env import keras
 from edgekit.zoo.registry import ZooEntry, get_entry
@@ -72,24 +73,22 @@ def train_model(name: str, *, seed: int = 0, epochs: int | None = None, cache: b
     Example:
         >>> m = train_model("digits-cnn", epochs=1, cache=False)  # doctest: +SKIP
     """
-    from edgekit.calibration import open_dataset
-
     entry = get_entry(name)
     epochs = entry.epochs if epochs is None else int(epochs)
     k = keras()
     path = cache_path(name, seed, epochs)
-    if cache and path.is_file():
-        register_custom_objects()
-        try:
-            return k.saving.load_model(path, compile=False)
-        except Exception:  # a corrupt cache entry is retrained, not fatal
-            path.unlink(missing_ok=True)
-
-    data = open_dataset(entry.train_data, limit=None, seed=seed)
-    model = build_model(name, seed=seed)
-    callbacks = [] if progress is None else [_EpochProgress(k, progress, name, epochs)]
-    load_attr(entry.trainer)(model, entry, data, epochs=epochs, callbacks=callbacks)
-    if cache:
+    if not cache:
+        return _train(name, entry, seed, epochs, progress)
+    # Another process training the same entry (a second convert, a test worker) finishes first and
+    # this one loads its result instead of training again.
+    with file_lock(path):
+        if path.is_file():
+            register_custom_objects()
+            try:
+                return k.saving.load_model(path, compile=False)
+            except Exception:  # a corrupt cache entry is retrained, not fatal
+                path.unlink(missing_ok=True)
+        model = _train(name, entry, seed, epochs, progress)
         from edgekit.manifest import atomic_write_bytes
 
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,6 +96,17 @@ def train_model(name: str, *, seed: int = 0, epochs: int | None = None, cache: b
         model.save(tmp)
         atomic_write_bytes(path, tmp.read_bytes())
         tmp.unlink(missing_ok=True)
+    return model
+
+
+def _train(name: str, entry: ZooEntry, seed: int, epochs: int, progress: Progress | None):
+    from edgekit.calibration import open_dataset
+
+    k = keras()
+    data = open_dataset(entry.train_data, limit=None, seed=seed)
+    model = build_model(name, seed=seed)
+    callbacks = [] if progress is None else [_EpochProgress(k, progress, name, epochs)]
+    load_attr(entry.trainer)(model, entry, data, epochs=epochs, callbacks=callbacks)
     return model
 
 
