@@ -62,6 +62,7 @@ def digits_out(digits_model):
     return out, Manifest.load(out)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist: one scheduling group per test module, so a module's fixtures are built once;
     the zoo's modules share one group (they share the trained zoo) that starts first, being the longest."""
