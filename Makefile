@@ -22,14 +22,14 @@ demo: venv
 	$(BIN)/edgekit bench $(OUT) --runs 200
 
 # pytest exits 5 when it collects no tests; make treats any non-zero exit as failure.
-# pytest-xdist runs one worker per core; tests/conftest.py groups tests by module (a module's fixtures
-# are built once) and builds the shared trained models and folders once for all workers.
+# pytest-xdist runs one worker per core, whole modules per worker (a module's fixtures are built once);
+# tests/conftest.py builds the shared trained models and folders once for all workers.
 JOBS ?= auto
 test: venv
-	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadgroup
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadscope
 
 test-fast: venv
-	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadgroup -m "not slow"
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadscope -m "not slow"
 
 bench: venv
 	$(BIN)/python benchmarks/tflite_precisions.py

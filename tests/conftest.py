@@ -62,25 +62,12 @@ def digits_out(digits_model):
     return out, Manifest.load(out)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist: one scheduling group per test module, so a module's fixtures are built once;
-    the zoo's modules share one group (they share the trained zoo) that starts first, being the longest."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    zoo = []
-    for item in items:
-        rel = Path(str(item.fspath)).relative_to(REPO / "tests").as_posix()
-        group = "zoo" if rel.startswith("zoo/") else rel
-        item.add_marker(pytest.mark.xdist_group(group))
-        if group == "zoo":
-            zoo.append(item)
+    """The zoo's tests start first: training the whole zoo is the longest chain of the run.
+
+    ``make test`` schedules whole modules per worker (``--dist loadscope``), so a module's fixtures are
+    built once; zoo modules on different workers share the training through the cache lock.
+    """
+    zoo = [i for i in items if Path(str(i.fspath)).relative_to(REPO / "tests").parts[0] == "zoo"]
     first = set(zoo)
     items[:] = zoo + [i for i in items if i not in first]
-
-
-@pytest.fixture(scope="session")
-def digits_eval():
-    from edgekit.calibration import digits
-
-    return digits("eval")
