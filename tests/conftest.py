@@ -62,6 +62,13 @@ def digits_out(digits_model):
     return out, Manifest.load(out)
 
 
+@pytest.fixture(scope="session")
+def digits_eval():
+    from edgekit.calibration import digits
+
+    return digits("eval")
+
+
 def pytest_collection_modifyitems(config, items):
     """The zoo's tests start first: training the whole zoo is the longest chain of the run.
 

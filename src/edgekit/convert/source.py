@@ -271,6 +271,27 @@ def load_source(spec: str | Any, *, allow_unsafe: bool = False, seed: int = 0, p
         return spec.provide(seed=seed, allow_unsafe=allow_unsafe, progress=progress)
     if not isinstance(spec, (str, Path)):
         return from_keras(spec)
+    path = check_model_path(spec)
+    if path.is_dir():
+        return _load_saved_model(path)
+    digest = sha256_file(path)
+    model = _load_keras_file(path, allow_unsafe)
+    return from_keras(model, str(spec), sha256=digest)
+
+
+def check_model_path(spec: str | os.PathLike[str]) -> Path:
+    """The checks a model path gets before TensorFlow is imported (seconds saved on every typo).
+
+    Raises:
+        ModelError: missing path, a folder that is no SavedModel, an unknown suffix, a ``.keras``
+            that is no Keras zip archive, an ``.h5`` that is no HDF5 file.
+
+    Example:
+        >>> check_model_path("nope.keras")
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.ModelError: model 'nope.keras' does not exist (expected a .keras/.h5 file, a SavedModel folder or a zoo name)
+    """
     path = Path(spec)
     if not path.exists():
         # The converter knows no zoo (the caller resolves names); say where a bare name would work.
@@ -281,16 +302,18 @@ def load_source(spec: str | Any, *, allow_unsafe: bool = False, seed: int = 0, p
     if path.is_dir():
         if not (path / "saved_model.pb").is_file() and not (path / "saved_model.pbtxt").is_file():
             raise ModelError(f"{path} is a folder but not a SavedModel (no saved_model.pb inside)")
-        return _load_saved_model(path)
+        return path
     suffix = path.suffix.lower()
     if suffix not in MODEL_SUFFIXES:
         raise ModelError(
             f"cannot load {path.name}: unsupported model file type {suffix or '(none)'!r}; "
             f"expected one of {', '.join(MODEL_SUFFIXES)} or a SavedModel folder"
         )
-    digest = sha256_file(path)
-    model = _load_keras_file(path, allow_unsafe)
-    return from_keras(model, str(spec), sha256=digest)
+    if suffix == ".keras":
+        _keras_version_in_archive(path)
+    elif not _is_hdf5(path):
+        raise ModelError(f"{path} is not a Keras model: an .h5 file is HDF5 and this one is not (truncated or another format?)")
+    return path
 
 
 def _keras_version_in_archive(path: Path) -> str:

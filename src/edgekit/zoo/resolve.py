@@ -77,9 +77,10 @@ class ZooFile:
             >>> ZooFile("resnet.keras").provide(seed=0).kind  # doctest: +SKIP
             'keras3'
         """
-        from edgekit.convert.source import load_source
+        from edgekit.convert.source import check_model_path, load_source
         from edgekit.zoo.training import register_custom_objects
 
+        check_model_path(self.name)  # a typo or a wrong file fails before TensorFlow is imported
         register_custom_objects()  # e.g. edgekit>ResidualBlock: Keras finds it only once its module is imported
         return load_source(self.name, allow_unsafe=allow_unsafe, seed=seed, progress=progress)
 
