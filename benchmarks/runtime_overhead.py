@@ -185,9 +185,9 @@ def mobilenet(folder: Path, threads: int, rounds: int, block: int) -> int:
               f"{p['ratio']:.3f} | {p['iqr']}")
         # The quantize step alone (an internal of Session, timed by itself): the old numpy formula
         # vs the Session's passes into a buffer; the raw loop's SetTensor copy for scale.
-        from edgekit.runtime.session import _Quantizer, _Scratch
+        from edgekit.runtime.quantize import Quantizer, Scratch
 
-        q, out = _Quantizer(spec, _Scratch()), np.empty(shape, dt)
+        q, out = Quantizer(spec, Scratch()), np.empty(shape, dt)
         old_us = _us(lambda: _numpy_quantize(x, scale, zp, dt))
         new_us = _us(lambda: q.store(out, q.prepare(x)))
         print(f"#   {a.target}: quantize {x.size:,} floats alone: numpy formula {old_us:.0f} us, Session {new_us:.0f} us "

@@ -19,7 +19,7 @@ import pytest
 import edgekit.runtime as rt
 from edgekit.errors import InputError
 from edgekit.manifest import TensorSpec
-from edgekit.runtime import session as session_mod
+from edgekit.runtime.quantize import Pixels, Quantizer, Scratch
 
 DIGITS_INT8 = Path(__file__).resolve().parents[1] / "data" / "digits-int8"
 
@@ -59,7 +59,7 @@ def edge_values(spec: TensorSpec, n: int = 20_000, seed: int = 0) -> np.ndarray:
 
 def fast_quantize(x, spec, into_view: bool = False):
     """The Session's quantizer on ``x``: into its scratch, or (``into_view``) into a caller's array."""
-    q = session_mod._Quantizer(spec, session_mod._Scratch())
+    q = Quantizer(spec, Scratch())
     if not into_view:
         return q(x).copy()
     out = np.full(x.shape, 99, np.dtype(spec.dtype))
@@ -102,7 +102,7 @@ def test_float64_float16_and_strided_feeds(dtype, scale, zp):
 
 def test_scratch_grows_and_shrinks_with_the_batch():
     spec = TensorSpec("x", (None, 3), "int8", 1 / 255, -128)
-    q = session_mod._Quantizer(spec, session_mod._Scratch())
+    q = Quantizer(spec, Scratch())
     rng = np.random.default_rng(2)
     for n in (1, 50, 3, 200, 1, 200):
         x = rng.uniform(-0.5, 1.5, (n, 3)).astype(np.float32)
@@ -115,7 +115,7 @@ def test_nan_is_an_input_error_in_reference_and_fast_path():
     with pytest.raises(InputError, match=r"2 NaN value"):
         rt.quantize(x, spec)
     with pytest.raises(InputError, match=r"2 NaN value.*nan_to_num"):
-        session_mod._Quantizer(spec, session_mod._Scratch()).prepare(x)
+        Quantizer(spec, Scratch()).prepare(x)
 
 
 def test_in_range_data_raises_no_warnings():
@@ -145,7 +145,7 @@ def test_dequantize_is_the_reference_formula(dtype, scale, zp):
 @pytest.mark.parametrize("divisor", [255, 1, 127.5])
 def test_uint8_table_is_the_float_path_for_every_pixel(dtype, scale, zp, divisor):
     spec = TensorSpec("x", (None,), dtype, scale, zp)
-    px = session_mod._Pixels(spec, divisor, True, session_mod._Scratch())
+    px = Pixels(spec, divisor, True, Scratch())
     u = np.arange(256, dtype=np.uint8)
     want = reference_quantize(u.astype(np.float32) / np.float32(divisor), spec)
     np.testing.assert_array_equal(px(u), want)
@@ -154,10 +154,10 @@ def test_uint8_table_is_the_float_path_for_every_pixel(dtype, scale, zp, divisor
 
 def test_image_spec_takes_the_one_add_fast_path():
     spec = TensorSpec("x", (None,), "int8", 0.003921568859368563, -128)  # what TFLite stores for 1/255
-    px = session_mod._Pixels(spec, 255, True, session_mod._Scratch())
+    px = Pixels(spec, 255, True, Scratch())
     assert px.shift is not None  # u - 128 as int8, i.e. one uint8 add of 128
     np.testing.assert_array_equal(px(np.arange(256, dtype=np.uint8)), (np.arange(256) - 128).astype(np.int8))
-    assert session_mod._Pixels(TensorSpec("x", (None,), "int8", 0.1, 3), 255, True, session_mod._Scratch()).shift is None
+    assert Pixels(TensorSpec("x", (None,), "int8", 0.1, 3), 255, True, Scratch()).shift is None
 
 
 # ------------------------------------------------------------------ through a real int8 TFLite model

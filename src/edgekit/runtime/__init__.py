@@ -21,7 +21,8 @@ from edgekit.errors import BackendError, InputError, ModelError
 from edgekit.manifest import Artifact, Manifest, TensorSpec
 from edgekit.runtime.choose import Pick
 from edgekit.runtime.loader import choose_artifact, load
-from edgekit.runtime.session import Session, dequantize, quantize, run_batched
+from edgekit.runtime.quantize import dequantize, quantize
+from edgekit.runtime.session import Session, run_batched
 
 __all__ = [
     "Artifact",

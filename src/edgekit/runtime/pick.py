@@ -185,7 +185,7 @@ def float_feeds(session: Any, batch_size: int, seed: int = 0) -> list[np.ndarray
         dtype('float32')
     """
     from edgekit.runtime.bench.timing import synthetic_feeds
-    from edgekit.runtime.session import dequantize
+    from edgekit.runtime.quantize import dequantize
 
     raw = synthetic_feeds(session.inputs, batch_size, seed)
     return [dequantize(x, s) if s.quantized and session.quantize_io else x for x, s in zip(raw, session.inputs)]
