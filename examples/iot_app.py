@@ -250,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queue-size", type=int, default=32, help="bounded input queue (back-pressure)")
     p.add_argument("--poll", type=float, default=0.5, help="folder poll interval, seconds")
     p.add_argument("--delete", action="store_true", help="delete handled files instead of moving them to processed/")
+    p.add_argument("--metrics-port", type=int, help="expose Prometheus /metrics on this port (pip install 'edgekit[metrics]')")
+    p.add_argument("--metrics-host", default="127.0.0.1", help="address for /metrics (default 127.0.0.1)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
     source_mqtt = args.source.startswith(("mqtt://", "mqtts://"))
@@ -278,6 +280,14 @@ def main(argv: list[str] | None = None) -> int:
             source = mqtt.Connection(mqtt.MqttConfig(host=host, port=port, tls=tls, input_topic=topic,
                                                      queue_size=args.queue_size), inbox=q)
             source.start()
+        metrics = metrics_server = None
+        if args.metrics_port is not None:
+            from edgekit.runtime.metrics import Metrics, model_info
+
+            # The same series `edgekit serve` exposes, endpoint "frame": a fleet dashboard reads both.
+            metrics = Metrics(model_info(session))
+            metrics_server = metrics.serve(args.metrics_host, args.metrics_port)
+            log.info("metrics on %s/metrics", metrics_server.url)
     except EdgekitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -311,20 +321,24 @@ def main(argv: list[str] | None = None) -> int:
             break
         if isinstance(item, mqtt.Inbound):
             item = Item.from_mqtt(item)
+        t = time.perf_counter()
         try:
             ident, feeds = decode(item, session)
-            t = time.perf_counter()
             outputs = session.run(feeds)
             ms = (time.perf_counter() - t) * 1e3
         except (EdgekitError, OSError) as exc:
             errors += 1
             log.warning("skip %s: %s", item.source, exc)
             finish(item, False, args.watch, args.delete)
+            if metrics is not None:
+                metrics.observe("frame", "bad_input", time.perf_counter() - t)
         else:
             done += 1
             publish({"id": ident, "source": item.source, "outputs": payload.outputs_to_json(outputs),
                      "top1": payload.top1(outputs), "latency_ms": round(ms, 3)})
             finish(item, True, args.watch, args.delete)
+            if metrics is not None:
+                metrics.observe("frame", "ok", time.perf_counter() - t)
         finally:
             if item.path is not None:
                 with lock:
@@ -332,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     stop.set()
     if source is not None:
         source.stop(drain_seconds=0)
+    if metrics_server is not None:
+        metrics_server.shutdown()
     publish.close()
     stats = {"event": "stats", "processed": done, "errors": errors, "published": publish.sent,
              "publish_failed": publish.failed, "uptime_s": round(time.monotonic() - started, 2)}

@@ -208,3 +208,53 @@ def test_bad_arguments_and_missing_model():
     assert proc.returncode == 2 and "--source folder needs --watch DIR" in proc.stderr
     proc = subprocess.run([sys.executable, str(IOT_APP), "/nonexistent/model"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and proc.stderr.strip().endswith("does not exist")
+
+
+def test_metrics_port_exposes_the_same_prometheus_series_as_serve(tmp_path, samples):
+    parser = pytest.importorskip("prometheus_client.parser", reason="needs edgekit[metrics]")
+    import re
+    import urllib.request
+
+    x, _, _ = samples
+    watch = tmp_path / "in"
+    watch.mkdir()
+    proc = subprocess.Popen([sys.executable, str(IOT_APP), str(DATA), "--source", "folder", "--watch", str(watch),
+                             "--poll", "0.1", "--metrics-port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        url = None
+        for line in proc.stderr:  # "INFO metrics on http://127.0.0.1:PORT/metrics" comes before "ready"
+            m = re.search(r"metrics on (http://\S+)", line)
+            if m:
+                url = m.group(1)
+                break
+        assert url, "no metrics line"
+        for i in range(2):
+            np.save(watch / f"frame-{i}.npy", x[i : i + 1])
+        np.save(watch / "wrong.npy", np.zeros((1, 4), np.float32))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(list(watch.glob("*.npy"))) > 0:
+            time.sleep(0.1)
+        text = ""
+        while time.monotonic() < deadline:  # the count lands just after the file is moved
+            text = urllib.request.urlopen(url, timeout=10).read().decode()
+            if 'status="bad_input"' in text and re.search(r'status="ok"\} 2\.0', text):
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    families = {f.name: f for f in parser.text_string_to_metric_families(text)}
+    counts = {s.labels["status"]: s.value for s in families["edgekit_requests"].samples
+              if s.name == "edgekit_requests_total" and s.labels.get("endpoint") == "frame"}
+    assert counts == {"ok": 2.0, "bad_input": 1.0}
+    hist = {s.name: s.value for s in families["edgekit_request_duration_seconds"].samples if s.labels.get("endpoint") == "frame"
+            and "le" not in s.labels}
+    assert hist["edgekit_request_duration_seconds_count"] == 3.0 and hist["edgekit_request_duration_seconds_sum"] > 0
+    info = next(s for f in families.values() for s in f.samples if s.name == "edgekit_model_info")
+    manifest = json.loads((DATA / "manifest.json").read_text())
+    assert info.labels["target"] == manifest["artifacts"][0]["target"]
+    assert info.labels["sha256"] == manifest["artifacts"][0]["sha256"]
