@@ -208,12 +208,12 @@ class LiteRTEngine:
 
     def _make_run1(self):
         """The hot path of most edge models (one input) as a closure: no loops, few lookups."""
-        w, it, idx0, out_idx = self._wrapper, self._it, self._idx0, tuple(self._out_idx)
+        w, it, idx0 = self._wrapper, self._it, self._idx0
         errors, engine, name = ENGINE_ERRORS, self.engine, self.path.name
         if not w.direct:
             return lambda arr: self.run([arr])
-        set_tensor, invoke, get_tensor = w.set_tensor, w.invoke, w.get_tensor
-        out0 = out_idx[0] if len(out_idx) == 1 else None
+        set_tensor = w.set_tensor
+        finish = self._make_finish()
 
         def run1(arr: np.ndarray) -> list[np.ndarray]:
             if arr.shape != self._shape0:
@@ -222,6 +222,21 @@ class LiteRTEngine:
             inner = it._interpreter  # fetched per call: see _FastWrapper
             try:
                 set_tensor(inner, idx0, arr)
+            except errors as exc:
+                raise BackendError(f"{engine} failed to run {name}: {' '.join(str(exc).split())[:300]}") from None
+            return finish(inner)
+
+        return run1
+
+    def _make_finish(self):
+        """``finish(inner)``: invoke and fetch the outputs, the shared tail of both fast paths."""
+        w, out_idx = self._wrapper, tuple(self._out_idx)
+        errors, engine, name = ENGINE_ERRORS, self.engine, self.path.name
+        invoke, get_tensor = w.invoke, w.get_tensor
+        out0 = out_idx[0] if len(out_idx) == 1 else None
+
+        def finish(inner: Any) -> list[np.ndarray]:
+            try:
                 invoke(inner)
                 # GetTensor copies, so results survive the next invoke. One output (the usual
                 # case) skips building a comprehension.
@@ -231,7 +246,7 @@ class LiteRTEngine:
             except errors as exc:
                 raise BackendError(f"{engine} failed to run {name}: {' '.join(str(exc).split())[:300]}") from None
 
-        return run1
+        return finish
 
     def _make_run1_into(self):
         """``run1_into(shape, write, src)``: ``write(view, src)`` fills the input tensor in place.
@@ -240,12 +255,11 @@ class LiteRTEngine:
         conversion's last pass writes straight into the engine's memory. ``None`` where the
         wrapper has no ``tensor()`` view or the model has more than one input.
         """
-        w, it, idx0, out_idx = self._wrapper, self._it, self._idx0, tuple(self._out_idx)
+        w, it, idx0 = self._wrapper, self._it, self._idx0
         if not (w.direct and w.tensor is not None and self._one_in):
             return None
-        errors, engine, name = ENGINE_ERRORS, self.engine, self.path.name
-        tensor, invoke, get_tensor = w.tensor, w.invoke, w.get_tensor
-        out0 = out_idx[0] if len(out_idx) == 1 else None
+        tensor = w.tensor
+        finish = self._make_finish()
 
         def run1_into(shape: tuple[int, ...], write: Any, src: Any) -> list[np.ndarray]:
             if shape != self._shape0:
@@ -259,13 +273,7 @@ class LiteRTEngine:
                 write(view, src)
             finally:
                 del view
-            try:
-                invoke(inner)
-                if out0 is not None:
-                    return [get_tensor(inner, out0, 0)]
-                return [get_tensor(inner, i, 0) for i in out_idx]
-            except errors as exc:
-                raise BackendError(f"{engine} failed to run {name}: {' '.join(str(exc).split())[:300]}") from None
+            return finish(inner)
 
         return run1_into
 
