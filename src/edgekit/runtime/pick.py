@@ -99,10 +99,10 @@ def user_cache_file(key: str) -> Path:
         >>> user_cache_file("abc").name
         'abc.json'
     """
-    # The one cache-folder helper the runtime has ($EDGEKIT_CACHE, default ~/.cache/edgekit).
-    from edgekit.runtime.backends.trt_support import cache_dir
+    # edgekit.cache: the one cache root ($EDGEKIT_CACHE, default ~/.cache/edgekit) every cache shares.
+    from edgekit.cache import cache_dir
 
-    return Path(cache_dir("pick")) / f"{key}.json"
+    return cache_dir("pick") / f"{key}.json"
 
 
 def _read_json(path: Path, notes: list[str]) -> Any:

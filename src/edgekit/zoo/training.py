@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edgekit.cache import cache_dir as _cache_dir
 from edgekit.locks import file_lock
 from edgekit.registry import load_attr
 from edgekit.convert.tf_env import keras
@@ -21,9 +22,8 @@ ZOO_VERSION = 4
 
 
 def cache_dir() -> Path:
-    """Where trained zoo models are kept (``$EDGEKIT_CACHE`` or ``~/.cache/edgekit``)."""
-    root = os.environ.get("EDGEKIT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "edgekit")
-    return Path(root) / "zoo"
+    """Where trained zoo models are kept (``zoo/`` under :func:`edgekit.cache.cache_root`)."""
+    return _cache_dir("zoo", create=False)
 
 
 def cache_path(name: str, seed: int, epochs: int) -> Path:

@@ -9,12 +9,12 @@ providers actually in use. The CPU wheel from PyPI has only the CPU provider; CU
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
+from edgekit.cache import cache_dir
 from edgekit.errors import BackendError, EdgekitError, InputError, MissingDependencyError
 from edgekit.manifest import TensorSpec
 from edgekit.registry import missing
@@ -102,13 +102,6 @@ def _check_file(path: Path) -> None:
         raise BackendError(f"{path.name} is not an ONNX model: the file is empty")
 
 
-def _cache_dir(name: str) -> str:
-    root = os.environ.get("EDGEKIT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "edgekit")
-    path = os.path.join(root, name)
-    os.makedirs(path, exist_ok=True)
-    return path
-
-
 class ORTEngine:
     """One ``InferenceSession`` with named, ordered inputs and outputs."""
 
@@ -158,7 +151,7 @@ class ORTEngine:
         if provider == "TensorrtExecutionProvider":
             # TensorRT engines are specific to the GPU and TensorRT version: cache them on this
             # device so the (minutes-long) build happens once, not at every session start.
-            return {"trt_engine_cache_enable": True, "trt_engine_cache_path": _cache_dir("onnxruntime-trt"),
+            return {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir("onnxruntime-trt")),
                     "trt_timing_cache_enable": True}
         return {}
 

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from edgekit import formats
+from edgekit.cache import cache_dir
 from edgekit.errors import BackendError, EdgekitError, InputError, MissingDependencyError
 from edgekit.manifest import TensorSpec, atomic_write_bytes
 from edgekit.runtime.backends import trt_support
@@ -47,7 +48,7 @@ def engine_plan(folder: Path, cuda: trt_support.Cuda, rebuild: bool = False) -> 
     shipped = folder / ENGINES / f"{key}.engine"
     onnx_bytes = (folder / ONNX_FILE).read_bytes()
     digest = hashlib.sha256(onnx_bytes).hexdigest()[:16]
-    cached = Path(trt_support.cache_dir("tensorrt", f"{digest}-{build['precision']}")) / f"{key}.engine"
+    cached = cache_dir("tensorrt", f"{digest}-{build['precision']}") / f"{key}.engine"
     if not rebuild and shipped.is_file():
         return shipped.read_bytes(), "artifact"
     if not rebuild and cached.is_file():

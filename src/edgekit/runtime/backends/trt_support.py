@@ -101,14 +101,6 @@ def cache_key(cuda: Cuda | None = None) -> str:
     return f"trt{trt().__version__}-{slug}-sm{cc}"
 
 
-def cache_dir(*parts: str) -> str:
-    """A folder under ``$EDGEKIT_CACHE`` (default ``~/.cache/edgekit``), created if missing."""
-    root = os.environ.get("EDGEKIT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "edgekit")
-    path = os.path.join(root, *parts)
-    os.makedirs(path, exist_ok=True)
-    return path
-
-
 def logger() -> Any:
     t = trt()
     return t.Logger(t.Logger.VERBOSE if os.environ.get("EDGEKIT_VERBOSE") else t.Logger.ERROR)
