@@ -33,6 +33,11 @@ def test_bench_table(digits_out):
     assert "p50 ms" in p.stdout and "edgekit bench" in p.stdout
     assert "Traceback" not in p.stderr
     assert "error" not in p.stdout.lower()
+    from edgekit.manifest import Manifest
+    from edgekit.runtime.loader import choose_artifact
+
+    target, why = choose_artifact(Manifest.load(out))
+    assert f"load() picks {target.target}: {why}" in " ".join(p.stdout.split())  # the line may wrap
 
 
 def test_console_script_next_to_python(digits_out):

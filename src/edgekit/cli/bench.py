@@ -209,3 +209,6 @@ def _print_bench(results: Sequence[Any], doc: dict[str, Any]) -> None:
             click.echo(f"  {r.target}: warning: {w}")
     for n in doc["notes"]:
         click.echo(f"  note: {n}")
+    chosen = doc.get("chosen") or {}
+    if chosen.get("target"):  # folders: what load("out/") runs here, so the table is read against it
+        click.echo(f"  load() picks {chosen['target']}: {chosen['reason']} (edgekit pick measures instead)")
