@@ -14,6 +14,7 @@ _RUNTIME_SCRIPT = textwrap.dedent("""
     import json, sys
     import numpy as np
     import edgekit.runtime, edgekit.cli, edgekit.runtime.bench, edgekit.runtime.metrics, edgekit.runtime.serve, edgekit.runtime.pick, edgekit.cli.pick
+    import edgekit.runtime.mqtt, edgekit.runtime.quantize, edgekit.runtime.artifacts, edgekit.cache, edgekit.locks
     import edgekit.runtime as rt
     from edgekit.runtime.bench import BenchConfig, bench_path
 
