@@ -103,7 +103,7 @@ def bench(path: str, target: str | None, warmup: int, runs: int, max_seconds: fl
     if csv_path:
         _write(csv_path, _csv(results))
     if json_path != "-" and csv_path != "-":
-        _print_bench(results, doc)
+        _print_bench(results, doc, show_pick=target is None)
     code = 0 if all(r.status in ("ok", "skipped") for r in results) else 1
     if rules is not None:
         from edgekit.runtime.bench.gate import check
@@ -164,7 +164,7 @@ def _validation(r: Any) -> str:
     return f"⏭ skipped ({seen})" if r.status == "skipped" else f"❌ {r.status}"
 
 
-def _print_bench(results: Sequence[Any], doc: dict[str, Any]) -> None:
+def _print_bench(results: Sequence[Any], doc: dict[str, Any], show_pick: bool = True) -> None:
     from edgekit.cli.table import render
 
     ok = [r for r in results if r.status == "ok"]
@@ -210,5 +210,7 @@ def _print_bench(results: Sequence[Any], doc: dict[str, Any]) -> None:
     for n in doc["notes"]:
         click.echo(f"  note: {n}")
     chosen = doc.get("chosen") or {}
-    if chosen.get("target"):  # folders: what load("out/") runs here, so the table is read against it
+    # Folders benched whole: what load("out/") runs here, so the table is read against it (with
+    # --target the table holds one artifact and the pick would name others).
+    if show_pick and chosen.get("target"):
         click.echo(f"  load() picks {chosen['target']}: {chosen['reason']} (edgekit pick measures instead)")
