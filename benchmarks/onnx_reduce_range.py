@@ -13,22 +13,14 @@ Measured on a 2-core AVX2 AMD EPYC (no VNNI): int8 11.9 dB worst output, reduce_
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-
-def multi_io():
-    import tf_keras
-
-    tf_keras.utils.set_random_seed(2)
-    image = tf_keras.Input((8, 8, 1), name="image")
-    meta = tf_keras.Input((3,), name="meta")
-    x = tf_keras.layers.Conv2D(4, 3, activation="relu")(image)
-    x = tf_keras.layers.Concatenate()([tf_keras.layers.Flatten()(x), meta])
-    x = tf_keras.layers.Dense(16, activation="relu")(x)
-    return tf_keras.Model([image, meta], [tf_keras.layers.Dense(10, name="zcls")(x), tf_keras.layers.Dense(1, name="areg")(x)])
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tools/ (repository harnesses)
+from tools.models import multi_io  # noqa: E402
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from edgekit.convert.pipeline import convert
 from edgekit.errors import UnsupportedError
 from edgekit.manifest import NOT_VALIDATED, PASSED, UNSUPPORTED
 from edgekit.runtime.backends import get_backend
+from tools.models import multi_io  # tf_keras image + meta -> cls + reg (outputs not alphabetical)
 
 keras = pytest.importorskip("keras")
 tf_keras = pytest.importorskip("tf_keras")
@@ -49,15 +50,6 @@ def sequential():
     ], name="seq")
 
 
-def multi_io():
-    """tf_keras functional model: inputs image + meta, outputs cls + reg (not alphabetical)."""
-    tf_keras.utils.set_random_seed(2)
-    image = tf_keras.Input((8, 8, 1), name="image")
-    meta = tf_keras.Input((3,), name="meta")
-    x = tf_keras.layers.Conv2D(4, 3, activation="relu")(image)
-    x = tf_keras.layers.Concatenate()([tf_keras.layers.Flatten()(x), meta])
-    x = tf_keras.layers.Dense(16, activation="relu")(x)
-    return tf_keras.Model([image, meta], [tf_keras.layers.Dense(10, name="zcls")(x), tf_keras.layers.Dense(1, name="areg")(x)])
 
 
 def custom_layer():
