@@ -332,3 +332,13 @@ def test_uint8_feed_to_float_input_is_u_over_divisor(identity, divisor):
         got = s.run(u)["out"]
         assert got.dtype == np.float32
         np.testing.assert_array_equal(got, u.astype(np.float32) / np.float32(divisor))
+
+
+def test_load_takes_uint8_divisor_for_folders_and_checks_it():
+    u = np.random.default_rng(5).integers(0, 256, (3, 8, 8, 1), dtype=np.uint8)
+    pixels = rt.load(DIGITS_INT8, uint8_divisor=255, num_threads=1)
+    assert pixels.uint8_divisor == 255.0
+    floats = rt.load(DIGITS_INT8, num_threads=1).run(u.astype(np.float32) / np.float32(255))
+    np.testing.assert_array_equal(pixels.run(u)["logits"], floats["logits"])  # the float path's numbers exactly
+    with pytest.raises(InputError, match="uint8_divisor must be a positive number"):
+        rt.load(DIGITS_INT8, uint8_divisor=0)

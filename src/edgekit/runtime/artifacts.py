@@ -43,7 +43,7 @@ def options_for(format: str, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def open_artifact(folder: str | os.PathLike[str], artifact: Artifact, *, verify: bool = True, quantize_io: bool = True,
-                  info: dict[str, Any] | None = None, **options: Any) -> Session:
+                  info: dict[str, Any] | None = None, uint8_divisor: float | None = None, **options: Any) -> Session:
     """A :class:`Session` on one artifact of an output folder (checked against the manifest first).
 
     Args:
@@ -52,6 +52,7 @@ def open_artifact(folder: str | os.PathLike[str], artifact: Artifact, *, verify:
         verify: Check size and sha256 before loading.
         quantize_io: Quantize float feeds for int8 inputs and dequantize int8 outputs.
         info: Extra ``session.info`` entries (``chosen``, ``pick``).
+        uint8_divisor: What a uint8 feed means (see :attr:`Session.uint8_divisor`).
         **options: Backend open options (``num_threads``, ``use_xnnpack`` ...).
 
     Example:
@@ -64,7 +65,7 @@ def open_artifact(folder: str | os.PathLike[str], artifact: Artifact, *, verify:
         verify_artifact(file, artifact)
     engine = get_backend(artifact.format).open(file, **options)
     return Session(engine, path=file, format=artifact.format, precision=artifact.precision, quantize_io=quantize_io,
-                   artifact=artifact, info=info)
+                   artifact=artifact, info=info, uint8_divisor=uint8_divisor)
 
 
 def is_output_folder(p: Path) -> bool:

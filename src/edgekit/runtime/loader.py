@@ -127,10 +127,8 @@ def load(path: str | os.PathLike[str], *, target: str | None = None, format: str
     else:
         artifact, why = choose_artifact(manifest, target, format=format, precision=precision)
         info["chosen"] = f"{artifact.target}: {why}"
-    session = open_artifact(folder, artifact, verify=verify, quantize_io=quantize_io, info=info, **options)
-    if uint8_divisor is not None:
-        session.uint8_divisor = uint8_divisor
-    return session
+    return open_artifact(folder, artifact, verify=verify, quantize_io=quantize_io, info=info,
+                         uint8_divisor=uint8_divisor, **options)
 
 
 __all__ = ["CHOICES", "BackendError", "choose_artifact", "load", "open_artifact", "options_for", "runnable", "verify_artifact"]
