@@ -110,6 +110,16 @@ def latency_summary(times_ms: Sequence[float]) -> dict[str, Any]:
     return {"latency_ms": lat, "cv": cv, "robust_cv": robust_cv}
 
 
+def _timed_calls(session: Session, arrays: Any, runs: int, deadline: float | None, out: list[float]) -> None:
+    """Append ``runs`` call latencies (ms) to ``out``, stopping early once ``deadline`` has passed."""
+    while len(out) < runs:
+        t = time.perf_counter()
+        session.run_prepared(arrays)
+        out.append((time.perf_counter() - t) * 1e3)
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+
+
 def time_session(session: Session, config: BenchConfig, feeds: Sequence[np.ndarray] | None = None) -> dict[str, Any]:
     """First-inference time, warm-up, then the timed loop; returns the timing fields of a result.
 
@@ -126,13 +136,7 @@ def time_session(session: Session, config: BenchConfig, feeds: Sequence[np.ndarr
         session.run_prepared(arrays)
     times: list[float] = []
     start = time.perf_counter()
-    deadline = None if config.max_seconds is None else start + config.max_seconds
-    while len(times) < config.runs:
-        t = time.perf_counter()
-        session.run_prepared(arrays)
-        times.append((time.perf_counter() - t) * 1e3)
-        if deadline is not None and time.perf_counter() > deadline:
-            break
+    _timed_calls(session, arrays, config.runs, None if config.max_seconds is None else start + config.max_seconds, times)
     wall = time.perf_counter() - start
     summary = latency_summary(times)
     mean = summary["latency_ms"]["mean"]
@@ -220,12 +224,7 @@ def time_streams(sessions: Sequence[Session], config: BenchConfig,
             return
         deadline = None if config.max_seconds is None else released[0] + config.max_seconds
         try:
-            while len(out) < config.runs:
-                t = time.perf_counter()
-                session.run_prepared(a)
-                out.append((time.perf_counter() - t) * 1e3)
-                if deadline is not None and time.perf_counter() > deadline:
-                    break
+            _timed_calls(session, a, config.runs, deadline, out)
         except BaseException as exc:
             errors[i] = exc
         ends[i] = time.perf_counter()
