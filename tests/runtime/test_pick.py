@@ -220,8 +220,10 @@ def test_bad_arguments_are_input_errors(digits_out, tmp_path, cache):
         rt.load(out, choose="fastest")
     with pytest.raises(InputError, match="budget must be > 0"):
         pick(out, budget=0)
-    with pytest.raises(InputError, match="batch size must be an integer >= 1"):
+    with pytest.raises(InputError, match="batch size must be a positive integer"):
         pick(out, batch_size=0)
+    with pytest.raises(InputError, match="batch size must be a positive integer, got True"):
+        pick(out, batch_size=True)  # a bool is not a count
     with pytest.raises(ModelError, match="does not exist"):
         pick(tmp_path / "nowhere")
     with pytest.raises(ModelError, match="not an edgekit output folder"):

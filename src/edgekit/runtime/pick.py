@@ -50,6 +50,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from edgekit.checks import positive_int
 from edgekit.errors import EdgekitError, InputError, ModelError
 from edgekit.manifest import Artifact, Manifest, atomic_write_bytes
 from edgekit.runtime.choose import PICK_SCHEMA as SCHEMA
@@ -387,10 +388,8 @@ def pick(path: str | os.PathLike[str], *, batch_size: int = 1, num_threads: int 
 
 def _check_args(batch_size: int, num_threads: int | None, budget: float, max_accuracy_drop: float | None,
                 rounds: int, tie: float) -> None:
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"batch size must be an integer >= 1, got {batch_size!r}")
-    if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
-        raise InputError(f"threads must be an integer >= 1, got {num_threads!r}")
+    positive_int(batch_size, "batch size", error=InputError)  # the one rule for counts: bools refused too
+    positive_int(num_threads, "threads", error=InputError, allow_none=True)
     if not (isinstance(budget, (int, float)) and 0 < budget <= MAX_BUDGET):
         raise InputError(f"budget must be > 0 and <= {MAX_BUDGET:g} seconds, got {budget!r}")
     if max_accuracy_drop is not None and not max_accuracy_drop >= 0:
