@@ -22,7 +22,9 @@ INT8 = TensorSpec("x", (None, 2), "int8", scale=0.5, zero_point=-1)
 
 
 @pytest.mark.parametrize("module", ["edgekit.runtime.serve.payload", "edgekit.runtime.serve", "edgekit.runtime.serve.server",
-                                    "edgekit.runtime.serve.handler", "edgekit.runtime.serve.state"])
+                                    "edgekit.runtime.serve.handler", "edgekit.runtime.serve.state",
+                                    "edgekit.runtime.serve.limits", "edgekit.runtime.serve.connections",
+                                    "edgekit.runtime.serve.reload", "edgekit.runtime.serve.access"])
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0
@@ -101,3 +103,63 @@ def test_serve_modules_import_no_tensorflow():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in {'tensorflow', 'keras', 'tf_keras'}))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr
+
+
+def _npy_header(shape, descr="<f4") -> bytes:
+    text = repr({"descr": descr, "fortran_order": False, "shape": tuple(shape)}).encode()
+    text += b" " * (63 - (10 + len(text)) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text
+
+
+def test_npz_member_headers_are_checked_before_any_array_is_allocated():
+    # The zip says 80 bytes; the member's .npy header says 2**40 float32s: refused on the header alone.
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("image.npy", _npy_header((1 << 40,)) + b"\0" * 16)
+    with pytest.raises(payload.PayloadTooLarge, match="arrays take 4398046511104 bytes decoded, over the 1048576-byte limit"):
+        payload.load_npz(buf.getvalue(), 1 << 20)
+    with pytest.raises(payload.PayloadTooLarge, match="batch of 1099511627776 samples, over the limit of 8 x"):
+        payload.load_npz(buf.getvalue(), 1 << 20, max_batch=8, hints={"batch": "x"})
+    many = io.BytesIO()
+    np.savez(many, **{f"a{i}": np.zeros(1) for i in range(payload.MAX_NPZ_ARRAYS + 1)})
+    with pytest.raises(InputError, match="holds 65 members"):
+        payload.load_npz(many.getvalue(), 1 << 20)
+    short = io.BytesIO()
+    with zipfile.ZipFile(short, "w") as zf:
+        zf.writestr("image.npy", _npy_header((4, 2)) + b"\0" * 8)  # 32 bytes declared, 8 stored
+    with pytest.raises(InputError, match="not a .npz archive"):
+        payload.load_npz(short.getvalue(), 1 << 20)
+
+
+def test_npy_headers_that_lie_are_refused_without_allocating():
+    with pytest.raises(payload.PayloadTooLarge, match="decoded, over the 4096-byte limit"):
+        payload.load_npy(_npy_header((1 << 38, 8, 8, 1), "<f8"), max_bytes=4096)
+    with pytest.raises(InputError, match=r"declares \(1024,\) float32 \(4096 bytes\) but only 0 bytes follow"):
+        payload.load_npy(_npy_header((1024,)))
+    with pytest.raises(InputError, match="not a loadable .npy array"):
+        payload.load_npy(b"\x93NUMPY\x01\x00\x10\x00{'descr': 1}    \n")
+
+
+@pytest.mark.parametrize("body, message", [
+    (b"[" * 100 + b"]" * 100, "nests deeper than the 64 levels"),
+    (b'["\\n", ' + b"[" * 5000 + b"]" * 5000 + b"]", "nests too deeply to parse"),  # escapes: the parser's limit holds
+    (b"[" + b"1" * 5000 + b"]", "a number JSON cannot carry"),
+])
+def test_json_bombs_are_input_errors(body, message):
+    with pytest.raises(InputError, match=message):
+        payload.parse_json(body)
+
+
+def test_json_depth_ignores_brackets_in_strings():
+    assert payload.json_depth(b'{"a": "[[[[", "b": [[1]]}') == 3
+    assert payload.json_depth(b'"\\"[["') is None
+    assert payload.parse_json(b'{"a": "[[[[[[[[", "b": [1]}', max_depth=2) == {"a": "[[[[[[[[", "b": [1]}
+
+
+def test_finite_and_batch_checks_cover_arrays_and_dicts():
+    payload.check_finite({"x": np.zeros(3, np.float32), "ids": np.zeros(3, np.int32)})
+    with pytest.raises(InputError, match=r"input 'input' holds 2 NaN or infinite value\(s\); send finite numbers \(hint\)"):
+        payload.check_finite(np.array([np.inf, -np.inf, 0.0]), "(hint)")
+    payload.check_batch(np.zeros((4, 2)), 4)
+    with pytest.raises(payload.PayloadTooLarge, match="batch of 5 samples"):
+        payload.check_batch({"a": np.zeros((5, 2))}, 4)

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -56,7 +57,7 @@ def _expect_100_oversized(url: str) -> int:
     """A curl-style ``Expect: 100-continue`` upload over the limit: refused before the body is sent."""
     host, port = url.removeprefix("http://").rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as s:
-        s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                   b"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n" % (MAX_BODY + 1))
         reply = b""
         while chunk := s.recv(1 << 16):  # the server closes after refusing
@@ -166,17 +167,27 @@ def test_each_scrape_sees_the_ones_before_it_and_openmetrics_is_negotiated(serve
 
 
 def test_connection_limit_503_is_counted():
+    """A 503 at the connection limit is an answer like any other: counted under "other" (and in /healthz as busy)."""
     server, thread, _ = start_server(max_connections=1)
     held = Client(server.url)
     try:
-        assert held.request("GET", "/healthz")[0] == 200  # holds the only slot (keep-alive)
-        assert request(server.url, "GET", "/healthz")[0] == 503
+        with server.run_lock:  # the only slot is busy working until the lock is released
+            worker = threading.Thread(target=lambda: held.request("POST", "/predict", _image_json(),
+                                                                  {"Content-Type": "application/json"}))
+            worker.start()
+            deadline = time.monotonic() + 10
+            while server.health()["connections"]["busy"] != 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert request(server.url, "GET", "/healthz")[0] == 503
+        worker.join(30)
         samples = _scrape(held)  # through the held slot
+        busy = server.health()["busy"]
     finally:
         held.close()
         server.stop()
         thread.join(15)
-    assert _counts(samples) == {("/healthz", "200"): 1, ("other", "503"): 1}
+    assert _counts(samples) == {("/predict", "200"): 1, ("other", "503"): 1}
+    assert busy == 1
     assert _value(samples, "edgekit_requests_in_flight", endpoint="other") == 0
     assert _value(samples, "edgekit_model_load_seconds") is None  # make_server was not told a load time
 

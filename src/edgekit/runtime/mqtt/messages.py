@@ -92,8 +92,11 @@ def parse_payload(data: bytes, *, content_type: str | None = None, max_unpacked:
     return ident, (kind, doc)
 
 
-def to_feeds(parsed: Any, session: Any) -> Any:
+def to_feeds(parsed: Any, session: Any, *, allow_nonfinite: bool = False) -> Any:
     """Feeds for ``session.run`` from :func:`parse_payload`'s ``parsed`` (JSON numbers cast as serve does).
+
+    NaN and infinities are refused unless ``allow_nonfinite``, as serve refuses them: an int8 model
+    would quantize them to some integer and publish a plausible answer.
 
     Example:
         >>> to_feeds(parse_payload(b'[[1.0, 2.0]]')[1], load("model.tflite"))["x"]  # doctest: +SKIP
@@ -101,5 +104,10 @@ def to_feeds(parsed: Any, session: Any) -> Any:
     """
     kind, value = parsed
     if kind == "json":
-        return payload.feeds_from_json(value, session.inputs, quantize_io=session.quantize_io)
-    return payload.feeds_from_arrays(value, session.inputs)
+        feeds = payload.feeds_from_json(value, session.inputs, quantize_io=session.quantize_io)
+    else:
+        feeds = payload.feeds_from_arrays(value, session.inputs)
+    if not allow_nonfinite:
+        named = feeds if isinstance(feeds, dict) or len(session.inputs) != 1 else {session.inputs[0].name: feeds}
+        payload.check_finite(named)
+    return feeds

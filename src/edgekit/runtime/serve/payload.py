@@ -7,6 +7,13 @@ JSON has no dtypes, so JSON numbers are cast to the input's dtype (float inputs,
 whose float values the Session quantizes); ``.npy``/``.npz`` arrays keep their dtype and the
 Session checks it. Shapes are never guessed: a missing batch axis is an error naming the spec.
 
+Hostile payloads cost a bounded amount of work: ``.npy`` and ``.npz`` headers are read and checked
+against a byte and a batch limit *before* any array is allocated (a 31 KB compressed archive can
+declare gigabytes), JSON nesting deeper than a tensor can be is refused before parsing, and
+:func:`check_finite` / :func:`check_batch` apply the same rules to every kind of payload once
+decoded. Limit violations raise :class:`PayloadTooLarge` (HTTP 413), other mistakes
+:class:`~edgekit.errors.InputError` (400).
+
 Example:
     >>> from edgekit.manifest import TensorSpec
     >>> specs = (TensorSpec("x", (None, 2), "float32"),)
@@ -18,7 +25,9 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import zipfile
+import zlib
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -31,6 +40,18 @@ NPY_TYPE = "application/x-npy"
 NPZ_TYPE = "application/x-npz"
 JSON_SHAPE_HINT = '{"inputs": {"<name>": [[...]]}} or, for a one-input model, a bare nested list'
 _MISSING = object()
+MAX_NPZ_ARRAYS = 64  # an archive with more members than this is not a model's feeds
+_SQUARE = bytes.maketrans(b"{}", b"[]")
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+
+
+class PayloadTooLarge(InputError):
+    """A payload within the byte limit that asks for more work than allowed (HTTP 413).
+
+    Example:
+        >>> issubclass(PayloadTooLarge, InputError)
+        True
+    """
 
 
 def _expected(specs: Sequence[TensorSpec]) -> str:
@@ -103,24 +124,132 @@ def feeds_from_json(doc: Any, specs: Sequence[TensorSpec], *, quantize_io: bool 
 
 
 
-def parse_json(body: bytes, what: str = "body") -> Any:
+def json_depth(body: bytes, cap: int = 64) -> int | None:
+    """How deeply ``[``/``{`` nest in JSON text, without parsing it: ``cap + 1`` means deeper than ``cap``.
+
+    ``None`` when it cannot tell cheaply (backslash escapes in strings, unbalanced brackets): the
+    parser's own recursion limit still applies then. Costs a few C-level passes over the text
+    (strings dropped, everything but brackets dropped, then one pass per level), so a megabyte
+    costs about a millisecond and a 5,000-deep body stops after ``cap + 1`` passes.
+
+    Example:
+        >>> json_depth(b'{"inputs": {"x": [[1, 2]]}}'), json_depth(b'["[[[["]'), json_depth(b'1'), json_depth(b'[' * 99, cap=8)
+        (4, 1, 0, None)
+        >>> json_depth(b'[' * 99 + b']' * 99, cap=8)
+        9
+    """
+    if b"\\" in body:
+        return None
+    if b'"' in body:  # without escapes, every other quote-delimited piece is a string's contents
+        body = b"".join(body.split(b'"')[0::2])
+    brackets = body.translate(_SQUARE, _NOT_BRACKETS)  # "{" -> "[", "}" -> "]", all else dropped
+    depth = 0
+    while brackets:
+        if depth > cap:
+            return depth
+        inner = brackets.replace(b"[]", b"")  # removes every innermost pair: one level per pass
+        if len(inner) == len(brackets):
+            return None
+        brackets, depth = inner, depth + 1
+    return depth
+
+
+def parse_json(body: bytes, what: str = "body", *, max_depth: int | None = 64) -> Any:
     """Decode UTF-8 JSON; :class:`InputError` with the position of the first problem.
+
+    Nesting deeper than ``max_depth`` is refused before parsing (the parser recurses per level,
+    and a 5,000-deep body would otherwise end in RecursionError); integers too long for Python's
+    int-string conversion limit are refused too.
 
     Example:
         >>> parse_json(b'{"inputs": [[1]]}')
         {'inputs': [[1]]}
+        >>> parse_json(b'[[[[1]]]]', max_depth=3)
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.InputError: body nests deeper than the 3 levels this model's inputs need
     """
     try:
         # Decode first: json.loads(bytes) would guess UTF-16/32 from the first bytes.
-        return json.loads(body.decode("utf-8"))
+        text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(f"{what} is not UTF-8 text: send JSON, or numpy payloads as application/x-npy / application/x-npz") from None
+    if max_depth is not None:
+        depth = json_depth(body, cap=max_depth)
+        if depth is not None and depth > max_depth:
+            raise InputError(f"{what} nests deeper than the {max_depth} levels this model's inputs need")
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise InputError(f"{what} nests too deeply to parse") from None
+    except ValueError as exc:  # int('9' * 5000): over the interpreter's int-string conversion limit
+        raise InputError(f"{what} holds a number JSON cannot carry here: {' '.join(str(exc).split())[:120]}") from None
+    except MemoryError:
+        raise PayloadTooLarge(f"{what} is too large to parse") from None
 
 
-def load_npy(data: bytes, what: str = "body") -> np.ndarray:
+def npy_header(stream: Any, what: str = "body") -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from the header of a ``.npy`` stream, which is left at the start of the data.
+
+    Reads at most the header (numpy caps it at 10,000 bytes): nothing is allocated for the array.
+
+    Raises:
+        InputError: no NPY header, a malformed one, or an object (pickle) dtype.
+
+    Example:
+        >>> buf = io.BytesIO(); np.save(buf, np.ones((3, 2), np.int8)); _ = buf.seek(0)
+        >>> npy_header(buf)
+        ((3, 2), dtype('int8'))
+    """
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(stream)
+        if version == (1, 0):
+            shape, _, dtype = fmt.read_array_header_1_0(stream)
+        elif version in ((2, 0), (3, 0)):  # 3.0 differs only in allowing UTF-8 field names
+            shape, _, dtype = fmt.read_array_header_2_0(stream)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+        raise InputError(f"{what} is not a loadable .npy array: {' '.join(str(exc).split())[:160]}") from None
+    if dtype.hasobject:
+        raise InputError(f"{what} holds Python objects (dtype {dtype}): object arrays are refused (no pickles); send numeric arrays")
+    if any(d < 0 for d in shape):
+        raise InputError(f"{what}: the .npy header declares a negative dimension {shape}")
+    return tuple(int(d) for d in shape), dtype
+
+
+def check_header(shape: tuple[int, ...], dtype: np.dtype, what: str = "body", *, max_bytes: int | None = None,
+                 max_batch: int | None = None, hints: Mapping[str, str] | None = None) -> int:
+    """Bytes an array of ``shape``/``dtype`` would take; :class:`PayloadTooLarge` above a limit.
+
+    Example:
+        >>> check_header((4, 8), np.dtype("float32"))
+        128
+        >>> check_header((500000, 8), np.dtype("int8"), max_batch=4096)
+        Traceback (most recent call last):
+        ...
+        edgekit.runtime.serve.payload.PayloadTooLarge: body: batch of 500000 samples, over the limit of 4096
+    """
+    nbytes = math.prod(shape) * dtype.itemsize  # Python ints: a header claiming 10**30 elements cannot overflow
+    if max_batch is not None and shape and shape[0] > max_batch:
+        raise PayloadTooLarge(f"{what}: batch of {shape[0]} samples, over the limit of {max_batch}{_hint(hints, 'batch')}")
+    if max_bytes is not None and nbytes > max_bytes:
+        raise PayloadTooLarge(f"{what}: array {shape} {dtype} is {nbytes} bytes decoded, over the {max_bytes}-byte limit"
+                              f"{_hint(hints, 'decoded')}")
+    return nbytes
+
+
+def load_npy(data: bytes, what: str = "body", *, max_bytes: int | None = None, max_batch: int | None = None,
+             hints: Mapping[str, str] | None = None) -> np.ndarray:
     """One array from ``.npy`` bytes (``np.save``); pickled object arrays are refused.
+
+    The header is checked before the array is allocated: against ``max_bytes`` (decoded size) and
+    ``max_batch`` (first axis), and against the bytes actually sent, so a header claiming 954 GiB
+    costs nothing. ``hints`` maps ``"batch"`` / ``"decoded"`` to text appended to that limit's error
+    (how to raise it, e.g. ``"(edgekit serve --max-batch)"``).
 
     Example:
         >>> buf = io.BytesIO(); np.save(buf, np.ones((1, 2), np.float32))
@@ -131,16 +260,27 @@ def load_npy(data: bytes, what: str = "body") -> np.ndarray:
         raise InputError(f"{what} is a .npz archive, not a .npy array: send it as application/x-npz")
     if data[:6] != b"\x93NUMPY":
         raise InputError(f"{what} is not a .npy array: no NPY header (write it with np.save)")
+    stream = io.BytesIO(data)
+    shape, dtype = npy_header(stream, what)
+    nbytes = check_header(shape, dtype, what, max_bytes=max_bytes, max_batch=max_batch, hints=hints)
+    have = len(data) - stream.tell()
+    if nbytes > have:
+        raise InputError(f"{what}: the .npy header declares {shape} {dtype} ({nbytes} bytes) but only {have} bytes follow it")
+    stream.seek(0)
     try:
-        return np.load(io.BytesIO(data), allow_pickle=False)
+        return np.load(stream, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise InputError(f"{what} is not a loadable .npy array (object arrays are refused): {' '.join(str(exc).split())[:160]}") from None
 
 
-def load_npz(data: bytes, max_bytes: int, what: str = "body") -> dict[str, np.ndarray]:
+def load_npz(data: bytes, max_bytes: int, what: str = "body", *, max_batch: int | None = None,
+             hints: Mapping[str, str] | None = None) -> dict[str, np.ndarray]:
     """Named arrays from ``.npz`` bytes (``np.savez``), refusing archives that unpack past ``max_bytes``.
 
-    The limit matters because a small compressed archive can expand to gigabytes (a zip bomb).
+    The limit matters because a small compressed archive can expand to gigabytes (a zip bomb):
+    the zip's declared sizes are checked first, then each member's ``.npy`` header (only the
+    header is decompressed) against ``max_bytes`` in total and ``max_batch``, before any array is
+    allocated; members are then read straight into arrays of the checked size.
 
     Example:
         >>> buf = io.BytesIO(); np.savez(buf, image=np.zeros((1, 2), np.float32))
@@ -149,13 +289,77 @@ def load_npz(data: bytes, max_bytes: int, what: str = "body") -> dict[str, np.nd
     """
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            total = sum(info.file_size for info in zf.infolist())
-        if total > max_bytes:
-            raise InputError(f"{what}: .npz archive unpacks to {total} bytes, more than the {max_bytes}-byte limit")
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+            infos = zf.infolist()
+            if len(infos) > MAX_NPZ_ARRAYS:
+                raise InputError(f"{what}: .npz archive holds {len(infos)} members, more than {MAX_NPZ_ARRAYS}: send one array per model input")
+            total = sum(info.file_size for info in infos)
+            if total > max_bytes:
+                raise PayloadTooLarge(f"{what}: .npz archive unpacks to {total} bytes, more than the {max_bytes}-byte limit"
+                                      f"{_hint(hints, 'decoded')}")
+            names, total = [], 0
+            for info in infos:
+                if not info.filename.endswith(".npy"):
+                    raise InputError(f"{what}: .npz member {info.filename[:80]!r} is not a .npy array (write the archive with np.savez)")
+                name = info.filename[:-4]
+                with zf.open(info) as member:
+                    shape, dtype = npy_header(member, f"{what}: array {name!r}")
+                total += check_header(shape, dtype, f"{what}: array {name!r}", max_batch=max_batch, hints=hints)
+                if total > max_bytes:
+                    raise PayloadTooLarge(f"{what}: .npz arrays take {total} bytes decoded, over the {max_bytes}-byte limit"
+                                          f"{_hint(hints, 'decoded')}")
+                names.append((name, info))
+            out = {}
+            for name, info in names:
+                with zf.open(info) as member:
+                    out[name] = np.lib.format.read_array(member, allow_pickle=False)
+            return out
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError, RuntimeError, NotImplementedError) as exc:
         raise InputError(f"{what} is not a .npz archive (np.savez output): {' '.join(str(exc).split())[:160]}") from None
+
+
+def _hint(hints: Mapping[str, str] | None, limit: str) -> str:
+    text = (hints or {}).get(limit)
+    return f" {text}" if text else ""
+
+
+def _arrays(feeds: Mapping[str, np.ndarray] | np.ndarray) -> list[tuple[str, np.ndarray]]:
+    if isinstance(feeds, np.ndarray):
+        return [("input", feeds)]
+    return [(str(k), np.asarray(v)) for k, v in feeds.items()]
+
+
+def check_batch(feeds: Mapping[str, np.ndarray] | np.ndarray, max_batch: int,
+                hints: Mapping[str, str] | None = None) -> None:
+    """:class:`PayloadTooLarge` when any feed's first axis holds more than ``max_batch`` samples.
+
+    Example:
+        >>> check_batch({"x": np.zeros((8, 2))}, 4)
+        Traceback (most recent call last):
+        ...
+        edgekit.runtime.serve.payload.PayloadTooLarge: input 'x': batch of 8 samples, over the limit of 4
+    """
+    for name, arr in _arrays(feeds):
+        if arr.ndim and arr.shape[0] > max_batch:
+            raise PayloadTooLarge(f"input {name!r}: batch of {arr.shape[0]} samples, over the limit of {max_batch}"
+                                  f"{_hint(hints, 'batch')}")
+
+
+def check_finite(feeds: Mapping[str, np.ndarray] | np.ndarray, hint: str = "") -> None:
+    """:class:`InputError` when a float feed holds NaN or an infinity.
+
+    An int8 model quantizes NaN to some integer and answers plausibly: refuse it instead.
+
+    Example:
+        >>> check_finite({"x": np.array([1.0, np.nan])})
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.InputError: input 'x' holds 1 NaN or infinite value(s); send finite numbers
+    """
+    for name, arr in _arrays(feeds):
+        if arr.dtype.kind in "fc":
+            bad = arr.size - int(np.count_nonzero(np.isfinite(arr)))
+            if bad:
+                raise InputError(f"input {name!r} holds {bad} NaN or infinite value(s); send finite numbers{hint and ' ' + hint}")
 
 
 def feeds_from_arrays(arrays: Mapping[str, np.ndarray] | np.ndarray, specs: Sequence[TensorSpec]) -> dict[str, np.ndarray] | np.ndarray:
