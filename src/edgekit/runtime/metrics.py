@@ -140,17 +140,30 @@ class Metrics:
         for endpoint in endpoints:
             self._duration.labels(endpoint)
             self._in_flight.labels(endpoint)
-        labels = {key: "" for key in INFO_KEYS}
-        labels.update({str(k): "" if v is None else str(v) for k, v in info.items()})
-        labels["edgekit_version"] = __version__
-        pc.Info("edgekit_model", "The model being served (value is always 1).", registry=reg).info(labels)
-        self.info = labels
+        self._model = pc.Info("edgekit_model", "The model being served (value is always 1).", registry=reg)
+        self.info: dict[str, str] = {}
+        self.set_model(info)
         if load_seconds is not None:
             pc.Gauge("edgekit_model_load_seconds", "Seconds it took to load the model.", registry=reg).set(load_seconds)
         if process:
             # Cheap: read from /proc (Linux) and sys at scrape time only; empty elsewhere.
             pc.ProcessCollector(registry=reg)
             pc.PlatformCollector(registry=reg)
+
+    def set_model(self, info: Mapping[str, Any]) -> None:
+        """Describe the model now served in ``edgekit_model_info`` (``serve --reload`` swapped it in).
+
+        Example:
+            >>> m = Metrics({"target": "tflite:fp32"}, process=False)
+            >>> m.set_model({"target": "tflite:int8"})
+            >>> m.info["target"], b'target="tflite:int8"' in m.exposition()[0]
+            ('tflite:int8', True)
+        """
+        labels = {key: "" for key in INFO_KEYS}
+        labels.update({str(k): "" if v is None else str(v) for k, v in info.items()})
+        labels["edgekit_version"] = __version__
+        self._model.info(labels)  # an Info holds one label set: the old model's is replaced, not kept
+        self.info = labels
 
     def observe(self, endpoint: str, status: str | int, seconds: float) -> None:
         """Count one answered request and its latency.

@@ -183,6 +183,8 @@ class InferenceServer(ThreadingHTTPServer):
         with self.run_lock:
             self.served = served
             self.reload_error = None
+        if self.metrics is not None:
+            self.metrics.set_model(model_info(session))
 
     def health(self) -> dict[str, Any]:
         """What ``GET /healthz`` answers (see :mod:`edgekit.runtime.serve`)."""
