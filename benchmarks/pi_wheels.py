@@ -23,18 +23,48 @@ AARCH64 = ("manylinux_2_27_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aa
 ARMV7 = ("manylinux_2_31_armv7l", "linux_armv7l")
 
 
-def requirements() -> list[str]:
-    """Base dependencies plus the ``tflite`` extra, as written in pyproject.toml."""
+def declared() -> list[str]:
+    """Base dependencies plus the ``tflite`` extra, as written in pyproject.toml (markers and all)."""
     import tomllib
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     return list(project["dependencies"]) + list(project["optional-dependencies"]["tflite"])
 
 
+def target_env(python: str = "3.11", machine: str = "aarch64") -> dict[str, str]:
+    """The PEP 508 marker environment of a Linux device (a Pi or a Jetson) running CPython ``python``."""
+    return {"python_version": python, "python_full_version": f"{python}.0", "platform_machine": machine,
+            "platform_system": "Linux", "sys_platform": "linux", "os_name": "posix", "implementation_name": "cpython",
+            "platform_python_implementation": "CPython", "platform_release": "", "platform_version": "",
+            "implementation_version": f"{python}.0"}
+
+
+def requirements(python: str = "3.11", machine: str = "aarch64") -> list[str]:
+    """:func:`declared` with each marker evaluated for the device: what pip *on the device* installs.
+
+    ``pip download --platform`` evaluates markers for the machine it runs on, not for the platform
+    it is told to fetch for, so the extra's ``platform_machine == 'aarch64'`` line would be
+    dropped here on x86_64; evaluating them ourselves keeps the resolution the Pi's.
+    """
+    try:
+        from packaging.requirements import Requirement
+    except ImportError:  # pip always carries a copy
+        from pip._vendor.packaging.requirements import Requirement  # type: ignore[no-redef]
+
+    env = target_env(python, machine)
+    out = []
+    for line in declared():
+        req = Requirement(line)
+        if req.marker is None or req.marker.evaluate(env):
+            req.marker = None
+            out.append(str(req))
+    return out
+
+
 def resolve(python: str, platforms: tuple[str, ...] = AARCH64, reqs: list[str] | None = None,
             no_deps: bool = False, timeout: float = 600) -> dict[str, object]:
     """``pip download --only-binary=:all:`` for one Python version; {ok, wheels: {name: file}, mb, error}."""
-    reqs = reqs or requirements()
+    reqs = reqs or requirements(python, "armv7l" if any("armv7" in p for p in platforms) else "aarch64")
     with tempfile.TemporaryDirectory() as dest:
         cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--implementation", "cp",
                "--python-version", python, "--dest", dest, "--quiet", "--disable-pip-version-check"]

@@ -24,7 +24,8 @@ def test_base_dependencies_are_slim_and_extras_exist():
     assert names == ["click", "numpy"]
     extras = p["optional-dependencies"]
     assert {"tflite", "convert", "all", "dev"} <= set(extras)
-    assert [re.split(r"[<>=!~ ]", d)[0] for d in extras["tflite"]] == ["ai-edge-litert"]
+    # One LiteRT line per platform (environment markers: arm64 takes a release that runs there).
+    assert {re.split(r"[<>=!~ ;]", d)[0] for d in extras["tflite"]} == {"ai-edge-litert"}
     convert = " ".join(extras["convert"])
     for dist in ("tensorflow", "tf-keras", "tensorflow-model-optimization"):
         assert dist in convert

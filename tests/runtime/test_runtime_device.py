@@ -113,3 +113,54 @@ def test_choice_skips_failed_and_unrunnable_and_says_why():
                    "coreml:fp16: not validated and cannot run on this platform", "tftrt:fp16: no file (unsupported)"]
     mac = {"machine": "arm64", "cpu_flags": [], "gpus": [], "system": "Darwin"}
     assert choose.rank(arts, mac, lambda a: None)[0][0].target == "coreml:fp16"
+
+
+# --- Board fixtures (tests/data/boards: written from the files' documented formats) ---------------------------
+
+BOARDS = Path(__file__).resolve().parents[1] / "data" / "boards"
+
+
+@pytest.mark.parametrize("board_dir, machine, core, cores, model, flags_in, flags_out, pi, jetson, l4t", [
+    ("pi4", "aarch64", "Cortex-A72", 4, "Raspberry Pi 4 Model B Rev 1.4", {"asimd", "neon"}, {"asimddp", "fphp"}, True, False, None),
+    ("pi5", "aarch64", "Cortex-A76", 4, "Raspberry Pi 5 Model B Rev 1.0", {"asimd", "neon", "asimddp", "fphp"}, set(), True, False, None),
+    ("jetson-orin", "aarch64", "Cortex-A78AE", 12, "NVIDIA Jetson AGX Orin Developer Kit", {"asimddp", "neon"}, set(), False, True, "35.4.1"),
+])
+def test_board_fixture_device_info(board_dir, machine, core, cores, model, flags_in, flags_out, pi, jetson, l4t):
+    info = device_info(BOARDS / board_dir)
+    assert (info["machine"], info["cpu_core"], info["cores"], info["board"]) == (machine, core, cores, model)
+    assert flags_in <= set(info["cpu_flags"]) and not flags_out & set(info["cpu_flags"])
+    assert (info["raspberry_pi"], info["jetson"], info["l4t"]) == (pi, jetson, l4t)
+    # A Jetson's cpuinfo names no model: the core is the CPU's description; a Pi's firmware names the board.
+    assert info["cpu"] == (f"ARM {core}" if jetson else model)
+    assert fingerprint(info) == f"aarch64/{model}/{cores}c" + ("/NVIDIA Jetson AGX Orin Developer Kit (integrated)" if jetson else "")
+
+
+def test_big_little_and_unknown_parts(tmp_path):
+    from edgekit.runtime.device import cpu_core, cpu_cores
+
+    blocks = [f"processor\t: {i}\nCPU implementer\t: 0x41\nCPU part\t: {part}\n" for i, part in
+              enumerate(["0xd05"] * 4 + ["0xd0b"] * 4 + ["0xfff"])]
+    root = make_root(tmp_path, {"/proc/cpuinfo": "\n".join(blocks)})
+    assert cpu_cores(root) == {"Cortex-A55": 4, "Cortex-A76": 4, "part 0xfff (implementer 0x41)": 1}
+    assert cpu_core(root).startswith("4x Cortex-A55 + 4x Cortex-A76")
+
+
+BOARD_ARTS = [Artifact(t, t.split(":")[0], t.split(":")[1], "passed", path=t) for t in
+              ("tflite:fp32", "tflite:fp16", "tflite:int8", "onnx:fp32", "onnx:int8", "tensorrt:fp16", "tensorrt:int8")]
+
+
+@pytest.mark.parametrize("board_dir, engines, expected, why", [
+    # Pi 4 (A72, no dot-product) and Pi 5 (A76, dot-product): XNNPACK's int8 kernels first on both.
+    ("pi4", {"tflite", "onnx"}, "tflite:int8", "Cortex-A72, NEON without dot-product"),
+    ("pi5", {"tflite", "onnx"}, "tflite:int8", "Cortex-A76, with dot-product int8 kernels"),
+    ("pi5", {"onnx"}, "onnx:int8", "Cortex-A76"),
+    # Jetson Orin: TensorRT on its GPU when TensorRT is there, else the ARM CPU's order (int8 TFLite).
+    ("jetson-orin", {"tflite", "onnx", "tensorrt"}, "tensorrt:int8", "TensorRT on the GPU first"),
+    ("jetson-orin", {"tflite", "onnx"}, "tflite:int8", "Cortex-A78AE, with dot-product"),
+    ("jetson-orin", {"onnx"}, "onnx:int8", "NVIDIA Jetson AGX Orin Developer Kit"),
+])
+def test_choice_per_board(board_dir, engines, expected, why):
+    info = device_info(BOARDS / board_dir)
+    ranked = choose.rank(BOARD_ARTS, info, lambda a: None if a.format in engines else "engine missing")
+    assert ranked[0][0].target == expected
+    assert why in ranked[0][1], ranked[0][1]

@@ -31,26 +31,59 @@ PICK_SCHEMA = "edgekit.pick/1"
 TIE = 0.03  # p50s closer than this to the fastest count as equally fast (run-to-run noise on a shared CPU)
 
 
-def device_class(device: dict[str, Any]) -> tuple[str, str]:
-    """The device's class (a key of :data:`edgekit.formats.DEVICE_CLASSES`) and a one-line description.
+ARM = ("aarch64", "arm64", "armv7l")
+# A Jetson is an ARM CPU beside an integrated GPU: the GPU-only engines first, then the ARM CPU's order.
+JETSON = "jetson"
 
-    The preference order for a class is :func:`edgekit.formats.preference` of its key.
+
+def device_class(device: dict[str, Any]) -> tuple[str, str]:
+    """The device's class and a one-line description.
+
+    The class is a key of :data:`edgekit.formats.DEVICE_CLASSES`, or :data:`JETSON`, whose order
+    is composed from two of them (:func:`class_order`).
 
     Example:
         >>> device_class({"machine": "x86_64", "cpu_flags": ["avx2", "avx512_vnni"], "gpus": []})
         ('x86_vnni', 'x86 CPU with VNNI: int8 kernels pay off')
+        >>> device_class({"machine": "aarch64", "cpu_core": "Cortex-A72", "cpu_flags": ["asimd", "neon"], "gpus": []})[1]
+        'ARM CPU (Cortex-A72, NEON without dot-product): int8 TFLite with XNNPACK first'
     """
     flags = set(device.get("cpu_flags") or ())
+    arm = device.get("machine") in ARM
+    core = f"{device['cpu_core']}, " if device.get("cpu_core") else ""
+    dot = "with dot-product int8 kernels" if flags & {"asimddp", "i8mm"} else "NEON without dot-product"
     if device.get("system") == "Darwin":
         return "mac", "macOS: CoreML first (Neural Engine / GPU)"
+    if arm and device.get("jetson"):
+        # Orin's A78AE has dot-product; its GPU only helps through TensorRT (or TF-TRT): ONNX Runtime
+        # from PyPI is CPU-only on aarch64, so without TensorRT the ARM CPU's order applies.
+        return JETSON, (f"{device.get('board') or 'Jetson'} ({core}{dot}): TensorRT on the GPU first, "
+                        "else int8 TFLite with XNNPACK on the CPU")
     if device.get("gpus"):
         return "gpu", f"NVIDIA GPU ({', '.join(device['gpus'])}): TensorRT, then ONNX Runtime CUDA"
-    if device.get("machine") in ("aarch64", "arm64", "armv7l"):
-        dot = "with dot-product int8 kernels" if flags & {"asimddp", "i8mm"} else "NEON"
-        return "arm", f"ARM CPU ({dot}): int8 TFLite with XNNPACK first"
+    if arm:
+        return "arm", f"ARM CPU ({core}{dot}): int8 TFLite with XNNPACK first"
     if flags & {"avx512_vnni", "avx_vnni", "amx_int8"}:
         return "x86_vnni", "x86 CPU with VNNI: int8 kernels pay off"
     return "x86", "x86 CPU without VNNI: int8 is not reliably faster than fp32 here, fp32 first"
+
+
+def class_order(key: str) -> list[tuple[str, str]]:
+    """``(format, precision)`` best first for a device class (:func:`device_class`'s key).
+
+    :data:`JETSON`: the GPU class's order for the formats that run on a GPU only (no CPU class
+    ranks them: TensorRT, TF-TRT), then the ARM class's order.
+
+    Example:
+        >>> class_order("jetson")[0], class_order("jetson")[-1] == class_order("arm")[-1]
+        (('tensorrt', 'int8'), True)
+        >>> ("onnx", "fp16") in class_order("jetson")
+        False
+    """
+    if key != JETSON:
+        return preference(key)
+    cpu = {fmt for c in ("arm", "x86", "x86_vnni") for fmt, _ in preference(c)}
+    return [fp for fp in preference("gpu") if fp[0] not in cpu] + preference("arm")
 
 
 def _may_run_unvalidated(a: Artifact, device: dict[str, Any]) -> bool:
@@ -71,7 +104,7 @@ def rank(artifacts: Sequence[Artifact], device: dict[str, Any], runnable: Callab
         runnable: Returns ``None`` when the artifact's backend can run here, else the reason.
     """
     key, why_class = device_class(device)
-    order = preference(key)
+    order = class_order(key)
     pos = {fp: i for i, fp in enumerate(order)}
     out = []
     for i, a in enumerate(artifacts):

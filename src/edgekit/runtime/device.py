@@ -38,14 +38,111 @@ def _read(root: Path, path: str) -> str:
         return ""
 
 
+# Arm's documented MIDR part numbers ("CPU part" in /proc/cpuinfo) by implementer ("CPU implementer"):
+# 0x41 Arm Ltd, 0x4e NVIDIA. The cores of the boards edgekit targets and their neighbours.
+ARM_PARTS = {
+    0x41: {0xd03: "Cortex-A53", 0xd04: "Cortex-A35", 0xd05: "Cortex-A55", 0xd07: "Cortex-A57", 0xd08: "Cortex-A72",
+           0xd09: "Cortex-A73", 0xd0a: "Cortex-A75", 0xd0b: "Cortex-A76", 0xd0c: "Neoverse-N1", 0xd0d: "Cortex-A77",
+           0xd40: "Neoverse-V1", 0xd41: "Cortex-A78", 0xd42: "Cortex-A78AE", 0xd44: "Cortex-X1", 0xd46: "Cortex-A510",
+           0xd47: "Cortex-A710", 0xd48: "Cortex-X2", 0xd49: "Neoverse-N2", 0xd4b: "Cortex-A78C", 0xd4f: "Neoverse-V2"},
+    0x4e: {0x004: "Carmel"},
+}
+
+
+def _cpuinfo_fields(root: Path) -> list[dict[str, str]]:
+    """``/proc/cpuinfo`` as one dict per paragraph (a processor, or the trailing board lines)."""
+    blocks: list[dict[str, str]] = [{}]
+    for line in _read(root, "/proc/cpuinfo").splitlines():
+        if not line.strip():
+            blocks.append({})
+        elif ":" in line:
+            k, v = line.split(":", 1)
+            blocks[-1][k.strip()] = v.strip()
+    return [b for b in blocks if b]
+
+
+def cpu_cores(root: str | os.PathLike[str] = "/") -> dict[str, int]:
+    r"""ARM core names from ``/proc/cpuinfo``'s implementer and part ids, with how many of each.
+
+    Empty on x86, and for a part id not in :data:`ARM_PARTS` the id itself is the name.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> root = pathlib.Path(tempfile.mkdtemp()); (root / "proc").mkdir()
+        >>> _ = (root / "proc/cpuinfo").write_text("processor : 0\nCPU implementer : 0x41\nCPU part : 0xd0b\n\n"
+        ...                                       "processor : 1\nCPU implementer : 0x41\nCPU part : 0xd0b\n")
+        >>> cpu_cores(root)
+        {'Cortex-A76': 2}
+    """
+    counts: dict[str, int] = {}
+    for b in _cpuinfo_fields(Path(root)):
+        if "CPU part" not in b:
+            continue
+        try:
+            impl, part = int(b.get("CPU implementer", "0"), 16), int(b["CPU part"], 16)
+        except ValueError:
+            continue
+        name = ARM_PARTS.get(impl, {}).get(part, f"part {b['CPU part']} (implementer {b.get('CPU implementer', '?')})")
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def cpu_core(root: str | os.PathLike[str] = "/") -> str | None:
+    """The ARM core(s) in one string (``"Cortex-A76"``, ``"4x Cortex-A55 + 4x Cortex-A76"``), ``None`` off ARM.
+
+    Example:
+        >>> cpu_core("/nonexistent") is None
+        True
+    """
+    counts = cpu_cores(root)
+    if not counts:
+        return None
+    if len(counts) == 1:
+        return next(iter(counts))
+    return " + ".join(f"{n}x {name}" for name, n in sorted(counts.items()))
+
+
 def cpu_model(root: str | os.PathLike[str] = "/") -> str:
-    """CPU model from ``/proc/cpuinfo`` (x86 ``model name``; ARM ``Model``, ``Hardware`` or part id)."""
+    """CPU model from ``/proc/cpuinfo`` (x86 ``model name``; ARM ``Model``, ``Hardware`` or the core name)."""
     info = _read(Path(root), "/proc/cpuinfo")
     for key in ("model name", "Model", "Hardware", "cpu model"):
         for line in info.splitlines():
             if line.split(":")[0].strip() == key and ":" in line:
                 return line.split(":", 1)[1].strip()
+    core = cpu_core(root)
+    if core:  # a Jetson's cpuinfo names no model: the core is the best description there is
+        return f"ARM {core}"
     return platform.processor() or platform.machine()
+
+
+def machine(root: str | os.PathLike[str] = "/") -> str:
+    """The CPU architecture: ``platform.machine()`` here; for a fixture root, read from its ``/proc/cpuinfo``.
+
+    Example:
+        >>> machine() == platform.machine()
+        True
+    """
+    if str(root) == "/":
+        return platform.machine()
+    blocks = _cpuinfo_fields(Path(root))
+    if any("CPU implementer" in b for b in blocks):
+        arch = next((b.get("CPU architecture") for b in blocks if b.get("CPU architecture")), "8")
+        return "armv7l" if arch.strip() == "7" else "aarch64"
+    if any("model name" in b or "flags" in b for b in blocks):
+        return "x86_64"
+    return platform.machine()
+
+
+def core_count(root: str | os.PathLike[str] = "/") -> int:
+    """Cores this process may use (affinity); for a fixture root, the processors its cpuinfo lists."""
+    if str(root) != "/":
+        n = sum(1 for b in _cpuinfo_fields(Path(root)) if "processor" in b)
+        if n:
+            return n
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def cpu_flags(root: str | os.PathLike[str] = "/") -> list[str]:
@@ -60,7 +157,7 @@ def cpu_flags(root: str | os.PathLike[str] = "/") -> list[str]:
     for line in info.splitlines():
         if line.split(":")[0].strip() in ("flags", "Features") and ":" in line:
             flags.update(line.split(":", 1)[1].split())
-    if platform.machine() in ("aarch64", "arm64") and "asimd" in flags:
+    if "asimd" in flags:
         flags.add("neon")  # every AArch64 core has NEON; cpuinfo calls it asimd
     return sorted(f for f in flags if f in _FLAGS)
 
@@ -197,18 +294,15 @@ def _live_info() -> dict[str, Any]:
 
 
 def _read_info(root: str | os.PathLike[str]) -> dict[str, Any]:
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
     b = board(root)
     return {
-        "machine": platform.machine(),
+        "machine": machine(root),
         "system": platform.system(),
         "release": platform.release(),
         "python": platform.python_version(),
         "cpu": cpu_model(root),
-        "cores": cores,
+        "cpu_core": cpu_core(root),
+        "cores": core_count(root),
         "cpu_flags": cpu_flags(root),
         "board": b["model"],
         "raspberry_pi": b["raspberry_pi"],
@@ -235,7 +329,7 @@ def fingerprint(info: dict[str, Any]) -> str:
 def stable_facts(info: dict[str, Any]) -> dict[str, Any]:
     """The facts of :func:`device_info` that decide which artifact runs fastest, and nothing that drifts.
 
-    Kept: machine, OS, CPU model and its inference ISA flags, the cores this process may use,
+    Kept: machine, OS, CPU model (and ARM core) and its inference ISA flags, the cores this process may use,
     board / L4T, GPU names, engine versions and edgekit's version. Left out: the kernel release,
     Python's patch version and CPU frequencies, which change on an update or under load without
     changing which artifact wins (a timing cached under them would expire for no reason).
@@ -259,6 +353,9 @@ def stable_facts(info: dict[str, Any]) -> dict[str, Any]:
         "gpus": list(info.get("gpus") or ()),
         "engines": dict(sorted((info.get("engines") or {}).items())),
         "edgekit": __version__,
+        # The ARM core (Cortex-A72 vs A76) decides kernels where the CPU model is only a board name;
+        # only where known, so keys made before it was read stay valid elsewhere.
+        **({"cpu_core": info["cpu_core"]} if info.get("cpu_core") else {}),
     }
 
 
