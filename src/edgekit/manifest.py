@@ -23,9 +23,14 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator
 
 from edgekit.errors import ERROR_KINDS, ModelError
+from edgekit.files import check_regular, read_regular
+from edgekit.manifest_check import SCHEMA_VERSIONS, check_manifest
 
 MANIFEST_NAME = "manifest.json"
 SCHEMA_VERSION = 1
+assert SCHEMA_VERSION in SCHEMA_VERSIONS  # the version we write is one we read
+# Manifests are a few KiB; one this large is not ours, and is refused before it is read.
+MAX_MANIFEST_BYTES = 16 << 20
 
 # Artifact statuses. "passed"/"failed" are validation verdicts; the others say why there is none.
 PASSED = "passed"
@@ -245,18 +250,40 @@ class Manifest:
 
     @classmethod
     def load(cls, folder_or_file: str | os.PathLike[str]) -> "Manifest":
-        """Read a manifest from its folder or from the ``manifest.json`` path itself."""
+        """Read a manifest from its folder or from the ``manifest.json`` path itself.
+
+        The file must be a regular file of at most :data:`MAX_MANIFEST_BYTES` (checked before it
+        is read); every typed field is checked (:func:`edgekit.manifest_check.check_manifest`),
+        and the schema version must be one this edgekit reads.
+
+        Raises:
+            ModelError: one line naming the manifest and, for a bad field, the field.
+
+        Example:
+            >>> import tempfile, pathlib
+            >>> d = pathlib.Path(tempfile.mkdtemp())
+            >>> art = '{"target": "tflite:fp32", "format": "tflite", "precision": "fp32", "status": "passed", "bytes": 1e999}'
+            >>> _ = (d / "manifest.json").write_text('{"schema_version": 1, "artifacts": [%s]}' % art)
+            >>> Manifest.load(d)  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            edgekit.errors.ModelError: .../manifest.json is not a valid edgekit manifest: field 'artifacts[0].bytes': expected a non-negative integer or null, got inf
+        """
         path = Path(folder_or_file)
         if path.is_dir():
             path = path / MANIFEST_NAME
-        if not path.is_file():
+        if not path.exists():
             raise ModelError(f"no manifest at {path}: run 'edgekit convert ... -o {path.parent}' first")
+        raw = read_regular(path, max_bytes=MAX_MANIFEST_BYTES, what="manifest")
         try:
-            data = json.loads(path.read_text())
-            if not isinstance(data, dict):
-                raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+            data = json.loads(raw.decode("utf-8"))
+            check_manifest(data)
             return cls.from_dict(data)
-        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+        except RecursionError:
+            raise ModelError(f"{path} is not a valid edgekit manifest: JSON nested too deeply") from None
+        except MemoryError:
+            raise ModelError(f"{path} is not a valid edgekit manifest: out of memory while parsing it") from None
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError, UnicodeDecodeError) as exc:
             raise ModelError(f"{path} is not a valid edgekit manifest: {exc}") from None
 
 
@@ -388,7 +415,12 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     for f in files:
         if p.is_dir():
             h.update(str(f.relative_to(p)).encode())
-        with open(f, "rb") as fh:
+        check_regular(f, what="file")  # a FIFO or device would block or never end
+        # O_NONBLOCK: a FIFO swapped in after the check cannot block the open.
+        fd = os.open(f, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ModelError(f"{f} is not a regular file: refusing to read it")
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()

@@ -9,7 +9,8 @@ from typing import Any
 from edgekit.errors import BackendError, InputError, ModelError
 from edgekit.manifest import PASSED, NOT_VALIDATED, Artifact, Manifest
 from edgekit.runtime.backends import format_for_path, get_backend
-from edgekit.runtime.artifacts import is_output_folder, open_artifact, options_for, runnable, verify_artifact
+from edgekit.runtime.artifacts import (is_output_folder, open_artifact, options_for, refuse_crashing_engine, runnable,
+                                       verify_artifact)
 from edgekit.runtime.session import Session
 
 
@@ -73,7 +74,9 @@ def load(path: str | os.PathLike[str], *, target: str | None = None, format: str
         format: For folders: restrict the choice to one format (``"tflite"``, ``"onnx"`` ...).
         precision: For folders: restrict the choice to one precision (``"int8"`` ...).
         num_threads: Engine threads; default all cores this process may use.
-        verify: Check the artifact's size and sha256 against the manifest before loading.
+        verify: Check the artifact's size and sha256 against the manifest before loading (the
+            bytes checked are the bytes the engine runs; an artifact without a sha256 is refused
+            unless this is off, ``--no-verify``).
         quantize_io: Quantize float feeds for int8 inputs and dequantize int8 outputs.
         choose: For folders without ``target``/``format``/``precision``: ``"rules"`` (default) takes
             the rule table's choice for this device class; ``"measure"`` takes the artifact measured
@@ -88,9 +91,13 @@ def load(path: str | os.PathLike[str], *, target: str | None = None, format: str
             :attr:`Session.uint8_divisor`.
         **engine_options: Backend-specific options (LiteRT: ``use_xnnpack``).
 
+    Models are read once into memory (regular files only: a FIFO or device is refused) and run
+    from those bytes, so a file changed on disk later cannot crash or change the Session.
+
     Raises:
-        ModelError: missing path, bad manifest, no matching artifact, integrity mismatch.
-        BackendError: the engine cannot load the file (corrupt, wrong format).
+        ModelError: missing path, bad manifest, no matching artifact, integrity mismatch, a manifest
+            entry whose file is another artifact (swapped entries).
+        BackendError: the engine cannot load the file (corrupt, wrong format, too large tensors).
         MissingDependencyError: the engine is not installed (message names the extra).
         InputError: ``choose`` is not one of :data:`CHOICES`.
 
@@ -109,6 +116,7 @@ def load(path: str | os.PathLike[str], *, target: str | None = None, format: str
     if num_threads is not None:
         options["num_threads"] = num_threads
     if not is_output_folder(p):
+        refuse_crashing_engine(format_for_path(p), p.name)
         engine = get_backend(format_for_path(p)).open(p, **options)
         return Session(engine, path=p, format=format_for_path(p), precision=None, quantize_io=quantize_io,
                        uint8_divisor=uint8_divisor)

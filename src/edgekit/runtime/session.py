@@ -22,6 +22,24 @@ Feeds = "Mapping[str, np.ndarray] | Sequence[np.ndarray] | np.ndarray"
 _MISSING = object()
 
 
+def _trim_heap() -> None:
+    # glibc keeps freed blocks under its (dynamic, up to 32 MiB) mmap threshold in the heap, so a
+    # large batch's temporaries stay resident after they are freed; malloc_trim hands them back.
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim this way
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim: Any = None
+
+
 class Session:
     """A loaded model ready to ``run``.
 
@@ -81,6 +99,10 @@ class Session:
         self._run1 = getattr(engine, "run1", None) or (lambda a: engine.run([a]))
         # ... and a call that lets us write the input into the engine's own tensor (LiteRT).
         self._run1_into = getattr(engine, "run1_into", None)
+        # Engines with work limits refuse a batch before we spend memory converting its feed, and
+        # count the times they re-created themselves to give a large batch's memory back.
+        self._check_batch = getattr(engine, "check_batch", None)
+        self._rebuilds = getattr(engine, "rebuilds", None)
 
     @property
     def input_names(self) -> list[str]:
@@ -94,6 +116,22 @@ class Session:
     def uint8_divisor(self) -> float | None:
         return self._uint8_divisor
 
+    @property
+    def sample_bytes(self) -> int | None:
+        """Bytes of engine tensors each sample of a batch adds (measured once), or ``None`` if unknown.
+
+        What a server sizes its batch limit from: a batch of ``n`` needs about ``n * sample_bytes``
+        of engine memory. An upper bound where the engine shares memory between tensors (LiteRT's
+        arena does). ``None`` where the engine does not expose tensor sizes (ONNX Runtime, CoreML,
+        TensorRT), and for models whose batch cannot change.
+
+        Example:
+            >>> s = load("out/", target="tflite:int8")  # doctest: +SKIP
+            >>> s.sample_bytes  # doctest: +SKIP
+            10570
+        """
+        return getattr(self._engine, "sample_bytes", None)
+
     @uint8_divisor.setter
     def uint8_divisor(self, value: float | None) -> None:
         d = check_divisor(value)
@@ -103,8 +141,15 @@ class Session:
             self._last = (None, None, None)
 
     def prepare(self, feeds: Any) -> list[np.ndarray]:
-        """Check feeds against the input specs and convert them to engine arrays (in input order)."""
+        """Check feeds against the input specs and convert them to engine arrays (in input order).
+
+        Raises:
+            InputError: as :meth:`run`; also a batch the engine's tensor limit refuses, before any
+                conversion is done.
+        """
         arrays = self._order(feeds)
+        if self._check_batch is not None and arrays and arrays[0].ndim:
+            self._check_batch(max(a.shape[0] if a.ndim else 1 for a in arrays))
         return [self._convert(spec, arr) for spec, arr in zip(self.inputs, arrays)]
 
     def run(self, feeds: Any) -> dict[str, np.ndarray]:
@@ -144,7 +189,9 @@ class Session:
         if arr is None:
             arrays = self.prepare(feeds)
             with self._lock:
-                return self._outputs(self._engine.run(arrays))
+                outs = self._engine.run(arrays)
+            self._after_rebuild()
+            return self._outputs(outs)
         key = (arr.dtype, arr.shape)
         call = self._fast.get(key)
         if call is None:
@@ -159,7 +206,24 @@ class Session:
             with self._lock:
                 outs = call(arr)
         self._last = (arr.dtype, arr.shape, call)
+        self._after_rebuild()
         return self._outputs(outs)
+
+    def _after_rebuild(self) -> None:
+        """The engine gave a large batch's memory back: give back our conversion scratch too.
+
+        The cached handlers hold the old scratch, so they go with it (they are rebuilt on the next
+        call of each kind). Checked off the repeated-call fast path only: a batch that repeats is
+        a workload, and the engine keeps its memory then too.
+        """
+        n = getattr(self._engine, "rebuilds", None)
+        if n != self._rebuilds:
+            with self._lock:
+                self._rebuilds = n
+                self._scratch = Scratch()
+                self._fast = {}
+                self._last = (None, None, None)
+            _trim_heap()
 
     def _outputs(self, outs: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         if self._plain_out:

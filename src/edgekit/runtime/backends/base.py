@@ -65,7 +65,11 @@ class Backend(Protocol):
         """``unavailable()`` as one line of text (``None`` if the engine runs here)."""
 
     def open(self, path: Path, **options: Any) -> Engine:
-        """Open ``path``; raise :class:`BackendError` (one line) for anything malformed."""
+        """Open ``path``; raise :class:`BackendError` (one line) for anything malformed.
+
+        A backend whose ``from_bytes`` is true also takes ``content=`` (the file's bytes, already
+        read and verified by the caller) and runs from those bytes, never touching ``path`` again.
+        """
 
 
 class BackendBase(Plugin):
@@ -88,6 +92,10 @@ class BackendBase(Plugin):
         if spec is not None and not spec.runs_on(platform.system()):
             return UnsupportedError(why)
         return None
+
+    # Whether ``open(path, content=bytes)`` runs the model from those bytes (LiteRT, ONNX Runtime).
+    # Folder artifacts (CoreML .mlpackage, TF-TRT, TensorRT) are opened by path.
+    from_bytes: ClassVar[bool] = False
 
     # Keyword options ``open()`` accepts, and the engine's name in messages about them.
     open_options: ClassVar[tuple[str, ...]] = ()

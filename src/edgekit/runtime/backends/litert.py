@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from edgekit.errors import BackendError, EdgekitError, InputError, MissingDependencyError
+from edgekit.files import read_regular
 from edgekit.manifest import TensorSpec
 from edgekit.registry import missing
 from edgekit.runtime.backends.base import BackendBase
@@ -98,23 +99,65 @@ def _dist_version(name: str) -> str:
 _SIG_PREFIX = re.compile(r"^serving_default_")
 # What LiteRT's Python wrapper raises for malformed models (a corrupt name even gives UnicodeDecodeError).
 ENGINE_ERRORS = (ValueError, RuntimeError, TypeError, IndexError, KeyError, UnicodeDecodeError, OverflowError)
-# Refuse models whose tensors alone would need more than this: a flipped byte in a shape can ask for
-# terabytes, and allocate_tensors would then be killed by the OOM killer instead of failing cleanly.
-MAX_TENSOR_BYTES = int(os.environ.get("EDGEKIT_MAX_TENSOR_BYTES", 8 << 30))
 
 
-def _check_tensor_sizes(it: Any, path: Path) -> None:
+def _default_tensor_limit() -> int:
+    # A quarter of the machine's memory, at most 4 GiB: past that the OOM killer, not a clean
+    # error, is what a flipped shape byte or a huge request batch meets (a 4 GB Pi gets 1 GiB).
+    try:
+        phys = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        phys = 16 << 30
+    return max(64 << 20, min(4 << 30, phys // 4))
+
+
+# Refuse a load or a batch whose tensors would need more than this (bytes): a flipped byte in a
+# shape can ask for terabytes, a request for a batch of 500,000. Read at each check, so a caller
+# (tools/fuzz.py) may lower it at run time.
+MAX_TENSOR_BYTES = int(os.environ.get("EDGEKIT_MAX_TENSOR_BYTES") or _default_tensor_limit())
+# After a call whose batch needed this many more bytes than batch 1, the interpreter is rebuilt
+# at its load shape: LiteRT's arena (and XNNPACK's workspace) only ever grow, so a resize back
+# keeps the memory of the largest batch ever seen.
+SHRINK_BYTES = int(os.environ.get("EDGEKIT_SHRINK_TENSOR_BYTES") or 32 << 20)
+# Batches up to this size are not checked against the limit until the per-sample figure has
+# been measured for a larger one (measuring runs the model twice more on the reference kernels).
+UNCHECKED_BATCH = 64
+# The most bytes of a model file read into memory.
+MAX_MODEL_BYTES = int(os.environ.get("EDGEKIT_MAX_MODEL_BYTES") or 4 << 30)
+
+
+def human_bytes(n: float) -> str:
+    """``n`` bytes as ``"2.3 GiB"`` / ``"48 MiB"`` / ``"512 KiB"``, for messages.
+
+    Example:
+        >>> human_bytes(2.3 * 2**30), human_bytes(48 << 20), human_bytes(512 << 10)
+        ('2.3 GiB', '48 MiB', '512 KiB')
+    """
+    if n >= 1 << 30:
+        return f"{n / 2**30:.1f} GiB"
+    if n >= 1 << 20:
+        return f"{n / 2**20:.0f} MiB"
+    return f"{n / 2**10:.0f} KiB"
+
+
+def _tensor_bytes(it: Any) -> int:
+    """Bytes of every tensor of ``it`` at its current shapes (weights included)."""
     total = 0
     for d in it.get_tensor_details():
         n = 1
         for dim in d["shape"]:
             n *= max(int(dim), 1)
         total += n * np.dtype(d["dtype"]).itemsize
-        if total > MAX_TENSOR_BYTES:
-            raise BackendError(
-                f"{path.name} declares more than {MAX_TENSOR_BYTES >> 20} MiB of tensors (corrupt shapes?); "
-                "set EDGEKIT_MAX_TENSOR_BYTES to raise the limit if the model is really that large"
-            )
+    return total
+
+
+def _check_tensor_sizes(it: Any, path: Path) -> None:
+    limit = MAX_TENSOR_BYTES
+    if _tensor_bytes(it) > limit:
+        raise BackendError(
+            f"{path.name} declares more than {limit >> 20} MiB of tensors (corrupt shapes?); "
+            "set EDGEKIT_MAX_TENSOR_BYTES to raise the limit if the model is really that large"
+        )
 
 
 def _spec(name: str, d: dict[str, Any]) -> TensorSpec:
@@ -133,18 +176,51 @@ def _spec(name: str, d: dict[str, Any]) -> TensorSpec:
     )
 
 
+def read_model(path: Path) -> bytes:
+    """A ``.tflite`` file's bytes, read once (regular files only), with the clear messages for the common faults.
+
+    Example:
+        >>> read_model(Path("/dev/zero"))
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.BackendError: model file /dev/zero is a character device, not a regular file: refusing to read it
+    """
+    if path.is_dir():
+        raise BackendError(f"{path} is a folder, not a .tflite file")
+    return read_regular(path, max_bytes=MAX_MODEL_BYTES, what="model file", error=BackendError)
+
+
+def _check_content(data: bytes, path: Path) -> None:
+    # LiteRT verifies the flatbuffer itself; these checks give a clearer message for the common cases.
+    if len(data) < 8:
+        raise BackendError(f"{path.name} is not a TFLite model: the file is {len(data)} bytes (empty or truncated)")
+    if data[4:8] != b"TFL3":
+        raise BackendError(f"{path.name} is not a TFLite model: missing the 'TFL3' file identifier (wrong format or corrupt)")
+
+
 class LiteRTEngine:
-    """One TFLite interpreter with named, ordered inputs and outputs."""
+    """One TFLite interpreter with named, ordered inputs and outputs, running from bytes in memory.
+
+    The model is read once (or given as ``content``, bytes the caller has verified) and handed to
+    LiteRT as ``model_content``: LiteRT maps a model *file*, and a file truncated on disk under a
+    mapping kills the process with SIGBUS; bytes we own cannot change under a running engine.
+
+    Work limits: every batch is checked against :data:`MAX_TENSOR_BYTES` before the engine
+    allocates for it (``sample_bytes`` x batch), and actual tensor sizes again after it did; after
+    an occasional large batch the interpreter is rebuilt from the bytes so memory returns.
+    """
 
     def __init__(self, path: Path, num_threads: int | None = None, use_xnnpack: bool = True,
-                 delegates: Sequence[str | tuple[str, dict[str, str]]] = ()) -> None:
+                 delegates: Sequence[str | tuple[str, dict[str, str]]] = (), *, content: bytes | None = None) -> None:
         cls, self.engine, self.version = _interpreter_class()
+        self._cls = cls
         self.path = Path(path)
         self.num_threads = default_threads() if num_threads is None else int(num_threads)
         if self.num_threads < 1:
             raise InputError(f"num_threads must be >= 1, got {num_threads}")
-        _check_file(self.path)
-        kwargs: dict[str, Any] = {"model_path": str(self.path), "num_threads": self.num_threads}
+        self._content = read_model(self.path) if content is None else bytes(content)
+        _check_content(self._content, self.path)
+        kwargs: dict[str, Any] = {"model_content": self._content, "num_threads": self.num_threads}
         if not use_xnnpack:
             # OpResolverType lives in the interpreter module of each flavour.
             kwargs["experimental_op_resolver_type"] = _resolver(cls, "BUILTIN_WITHOUT_DEFAULT_DELEGATES")
@@ -152,6 +228,12 @@ class LiteRTEngine:
         self.delegates = [d if isinstance(d, str) else d[0] for d in delegates]
         if delegates:
             kwargs["experimental_delegates"] = [_load_delegate(cls, d) for d in delegates]
+        self._kwargs = kwargs
+        self._measured: tuple[int, int] | None | bool = False  # (bytes at batch 1, per extra sample); False: not yet
+        self._alloc_big = False  # the interpreter holds memory of a large batch
+        self._shrink_after = False  # rebuild it after the call in flight
+        self._repeat: list[tuple[int, ...]] | None = None  # the last large batch's shapes (twice in a row: keep it)
+        self.rebuilds = 0  # interpreters re-created to return memory (callers drop their own big buffers then)
         from edgekit.quiet import captured_output
 
         try:
@@ -159,7 +241,11 @@ class LiteRTEngine:
             with captured_output():
                 self._it = cls(**kwargs)
                 _check_tensor_sizes(self._it, self.path)
+                self._check_stored_batch()
                 self._it.allocate_tensors()
+                # Stored shapes are those of the inputs only; allocating propagates them through
+                # the graph, so a batch edited into the file shows here at the latest.
+                _check_tensor_sizes(self._it, self.path)
             # A file that passes the flatbuffer verifier can still hold garbage names or indices.
             self._map_signature()
         except ENGINE_ERRORS as exc:
@@ -170,6 +256,96 @@ class LiteRTEngine:
                     "library; the ai-edge-litert, tflite_runtime and tensorflow pip wheels have none), or re-convert "
                     "without select_tf_ops (e.g. build LSTM/GRU layers with unroll=True)") from None
             raise BackendError(f"cannot load {self.path.name} with {self.engine}: {' '.join(str(exc).split())[:300]}") from None
+
+    @property
+    def content(self) -> bytes:
+        """The model bytes this engine runs (read once at load)."""
+        return self._content
+
+    @property
+    def sample_bytes(self) -> int | None:
+        """Bytes of tensors each further batch sample needs (measured once), ``None`` if it cannot be measured."""
+        m = self._measure()
+        return m[1] if m else None
+
+    def needed_bytes(self, batch: int) -> int | None:
+        """Estimated bytes of this model's tensors at batch ``batch`` (weights included), or ``None``.
+
+        Example:
+            >>> eng = LiteRTEngine(Path("model.tflite"), num_threads=1)  # doctest: +SKIP
+            >>> eng.needed_bytes(1000) > eng.needed_bytes(1)  # doctest: +SKIP
+            True
+        """
+        m = self._measure()
+        return None if not m else m[0] + max(int(batch) - 1, 0) * m[1]
+
+    def check_batch(self, batch: int) -> int | None:
+        """Raise :class:`InputError` if a batch of ``batch`` samples would need more than :data:`MAX_TENSOR_BYTES`.
+
+        Returns the estimate (``None`` when it cannot be measured). Cheap after the first call:
+        callers (``Session``) run it before converting a feed, so a refused batch costs nothing.
+
+        Example:
+            >>> eng.check_batch(500_000)  # doctest: +SKIP
+            Traceback (most recent call last):
+            ...
+            edgekit.errors.InputError: batch 500000 needs ~4.9 GiB of tensors, over the 4096 MiB limit of m.tflite; ...
+        """
+        if batch <= UNCHECKED_BATCH and self._measured is False:
+            return None  # not worth a measurement (the first call's latency): small batches fit any model that loaded
+        need = self.needed_bytes(batch)
+        limit = MAX_TENSOR_BYTES
+        if need is not None and need > limit:
+            raise InputError(f"batch {batch} needs ~{human_bytes(need)} of tensors, over the {limit >> 20} MiB limit "
+                             f"of {self.path.name}; send smaller batches (or raise EDGEKIT_MAX_TENSOR_BYTES)")
+        return need
+
+    def _measure(self) -> tuple[int, int] | None:
+        """(tensor bytes at batch 1, bytes per further sample), from a twin interpreter without delegates.
+
+        The engine's own interpreter cannot tell: XNNPACK keeps the tensors of the subgraphs it
+        takes over in its own workspace, whose sizes ``get_tensor_details`` does not show. The twin
+        runs the reference kernels once at batch 1 and 2 on zeros (tensors sized by ops such as
+        ``Shape`` -> ``Reshape`` get their size only when run); the difference is one sample's worth.
+        """
+        if self._measured is not False:
+            return self._measured  # type: ignore[return-value]
+        result: tuple[int, int] | None = None
+        from edgekit.quiet import captured_output
+
+        try:
+            with captured_output():
+                twin = self._cls(model_content=self._content, num_threads=1,
+                                 experimental_op_resolver_type=_resolver(self._cls, "BUILTIN_WITHOUT_DEFAULT_DELEGATES"))
+                inputs = twin.get_input_details()
+                if inputs and all(len(d["shape"]) >= 1 for d in inputs):
+                    sizes = []
+                    for batch in (1, 2):
+                        for d in inputs:
+                            twin.resize_tensor_input(d["index"], [batch] + [int(x) for x in d["shape"][1:]], strict=False)
+                        twin.allocate_tensors()
+                        for d in inputs:
+                            twin.set_tensor(d["index"], np.zeros([batch] + [int(x) for x in d["shape"][1:]], d["dtype"]))
+                        twin.invoke()
+                        sizes.append(_tensor_bytes(twin))
+                    result = (sizes[0], max(sizes[1] - sizes[0], 0))
+                del twin
+        except (*ENGINE_ERRORS, MemoryError):
+            result = None  # a model that cannot run at batch 1 and 2: only the after-allocate checks apply
+        self._measured = result
+        return result
+
+    def _check_stored_batch(self) -> None:
+        """Refuse, before allocating, a file whose stored input batch needs more than the limit."""
+        batch = max((int(d["shape"][0]) for d in self._it.get_input_details() if len(d["shape"])), default=1)
+        if batch <= 1:
+            return
+        need = self.needed_bytes(batch)
+        if need is not None and need > MAX_TENSOR_BYTES:
+            raise BackendError(
+                f"{self.path.name} stores input batch {batch}, which needs ~{human_bytes(need)} of tensors, over the "
+                f"{MAX_TENSOR_BYTES >> 20} MiB limit (corrupt shapes?); set EDGEKIT_MAX_TENSOR_BYTES to raise the limit"
+            )
 
     def _map_signature(self) -> None:
         it = self._it
@@ -190,6 +366,8 @@ class LiteRTEngine:
         self.inputs = tuple(_spec(n, details_in[i]) for n, i in self._in)
         self.outputs = tuple(_spec(n, details_out[i]) for n, i in self._out)
         self._current = {i: tuple(int(x) for x in details_in[i]["shape"]) for _, i in self._in}
+        self._load_shapes = dict(self._current)  # where a rebuilt interpreter starts
+        self._load_bytes = _tensor_bytes(it)
         self._wrapper = _FastWrapper(it)
         self._out_idx = [i for _, i in self._out]
         self._one_in = len(self._in) == 1
@@ -208,7 +386,7 @@ class LiteRTEngine:
 
     def _make_run1(self):
         """The hot path of most edge models (one input) as a closure: no loops, few lookups."""
-        w, it, idx0 = self._wrapper, self._it, self._idx0
+        w, idx0 = self._wrapper, self._idx0
         errors, engine, name = ENGINE_ERRORS, self.engine, self.path.name
         if not w.direct:
             return lambda arr: self.run([arr])
@@ -219,12 +397,17 @@ class LiteRTEngine:
             if arr.shape != self._shape0:
                 self._resize([arr.shape])
                 self._shape0 = arr.shape
-            inner = it._interpreter  # fetched per call: see _FastWrapper
+            # Fetched per call: see _FastWrapper; and the interpreter is rebuilt after a large batch.
+            inner = self._it._interpreter
             try:
                 set_tensor(inner, idx0, arr)
             except errors as exc:
                 raise BackendError(f"{engine} failed to run {name}: {' '.join(str(exc).split())[:300]}") from None
-            return finish(inner)
+            outs = finish(inner)
+            if self._shrink_after:
+                del inner
+                self._shrink()
+            return outs
 
         return run1
 
@@ -255,7 +438,7 @@ class LiteRTEngine:
         conversion's last pass writes straight into the engine's memory. ``None`` where the
         wrapper has no ``tensor()`` view or the model has more than one input.
         """
-        w, it, idx0 = self._wrapper, self._it, self._idx0
+        w, idx0 = self._wrapper, self._idx0
         if not (w.direct and w.tensor is not None and self._one_in):
             return None
         tensor = w.tensor
@@ -265,7 +448,7 @@ class LiteRTEngine:
             if shape != self._shape0:
                 self._resize([shape])
                 self._shape0 = shape
-            inner = it._interpreter
+            inner = self._it._interpreter
             # The view's base is the C++ wrapper, and LiteRT refuses to resize while any view is
             # alive (it counts references to the wrapper): drop it before anything else runs.
             view = tensor(inner, inner, idx0)
@@ -273,7 +456,11 @@ class LiteRTEngine:
                 write(view, src)
             finally:
                 del view
-            return finish(inner)
+            outs = finish(inner)
+            if self._shrink_after:
+                del inner
+                self._shrink()
+            return outs
 
         return run1_into
 
@@ -290,11 +477,21 @@ class LiteRTEngine:
                 set_tensor(idx, arr)
             invoke()
             # get_tensor copies, so results survive the next invoke.
-            return [get_tensor(idx) for idx in self._out_idx]
+            outs = [get_tensor(idx) for idx in self._out_idx]
         except ENGINE_ERRORS as exc:
             raise BackendError(f"{self.engine} failed to run {self.path.name}: {' '.join(str(exc).split())[:300]}") from None
+        if self._shrink_after:
+            del set_tensor, invoke, get_tensor  # they hold the old interpreter's wrapper
+            self._shrink()
+        return outs
 
     def _resize(self, shapes: Sequence[tuple[int, ...]]) -> None:
+        shapes = [tuple(int(d) for d in s) for s in shapes]
+        batch = max((s[0] for s in shapes if s), default=1)
+        need = self.check_batch(batch)  # before the engine allocates: past the limit the OOM killer would answer
+        limit = MAX_TENSOR_BYTES
+        if self._alloc_big:
+            self._rebuild()  # resizing down keeps the arena of the large batch; a fresh interpreter does not
         it = self._it
         for (name, idx), shape in zip(self._in, shapes):
             if tuple(shape) != self._current.get(idx):
@@ -313,6 +510,60 @@ class LiteRTEngine:
             raise InputError(f"cannot run {self.path.name} at these input shapes: {' '.join(str(exc).split())[:200]}") from None
         for (_, idx), shape in zip(self._in, shapes):
             self._current[idx] = tuple(shape)
+        actual = _tensor_bytes(it)  # what the engine shows it allocated: the estimate's backstop
+        if actual > limit:
+            self._rebuild()
+            raise InputError(f"input shapes {[tuple(s) for s in shapes]} need {human_bytes(actual)} of tensors, over the "
+                             f"{limit >> 20} MiB limit of {self.path.name}; send smaller inputs (or raise EDGEKIT_MAX_TENSOR_BYTES)")
+        base = self.needed_bytes(1) if need is not None else None  # measured already: no new cost
+        extra = (need - base) if need is not None and base is not None else actual - self._load_bytes
+        big = extra > SHRINK_BYTES and not self.delegates  # external delegates are not ours to re-create
+        self._alloc_big = big
+        # A large batch twice in a row is a workload (bench, a batch job), not an outlier: keep it.
+        self._shrink_after = big and shapes != self._repeat
+        self._repeat = shapes if big else None
+
+    def _rebuild(self) -> None:
+        """A fresh interpreter from the same bytes, at the load shapes (returns a large batch's memory)."""
+        from edgekit.quiet import captured_output
+
+        self._it = None  # the old one goes first: its memory is the point
+        try:
+            with captured_output():
+                it = self._cls(**self._kwargs)  # the same bytes: its stored shapes are the load shapes
+                it.allocate_tensors()
+        except ENGINE_ERRORS as exc:
+            raise BackendError(f"cannot re-create {self.engine} for {self.path.name}: {' '.join(str(exc).split())[:300]}") from None
+        self._it = it
+        self.rebuilds += 1
+        self._current = dict(self._load_shapes)
+        self._shape0 = self._current.get(self._idx0)
+        self._alloc_big = False
+
+    def _shrink(self) -> None:
+        """After an outlier batch: back to the load shapes, with the memory returned."""
+        self._shrink_after = False
+        self._rebuild()
+
+    def guess_precision(self) -> str:
+        """fp32 / fp16 / int8 / int16x8 / dynamic, from the tensor types of this model (see :func:`guess_precision`)."""
+        try:
+            details = self._it.get_tensor_details()
+        except ENGINE_ERRORS as exc:
+            raise BackendError(f"cannot read {self.path.name}: {exc}") from None
+        types = {np.dtype(d["dtype"]).name for d in details}
+        if "int16" in types and "int8" in types:
+            return "int16x8"
+        if "int8" in types or "uint8" in types:
+            if any(s.quantized for s in self.inputs) or "float32" not in types:
+                return "int8"
+            # int8 weights with float activations is dynamic range; int8 activations with float I/O is int8.
+            quant = sum(1 for d in details if np.dtype(d["dtype"]).name == "int8" and d["quantization"][0])
+            floats = sum(1 for d in details if np.dtype(d["dtype"]).name == "float32")
+            return "int8" if quant > 2 * max(1, floats) else "dynamic"
+        if "float16" in types:
+            return "fp16"
+        return "fp32"
 
     def info(self) -> dict[str, Any]:
         return {
@@ -386,21 +637,6 @@ def _resolver(cls: Any, name: str) -> Any:
     return getattr(mod.OpResolverType, name)
 
 
-def _check_file(path: Path) -> None:
-    # LiteRT verifies the flatbuffer itself; these checks give a clearer message for the common cases.
-    if not path.exists():
-        raise BackendError(f"model file {path} does not exist")
-    if path.is_dir():
-        raise BackendError(f"{path} is a folder, not a .tflite file")
-    size = path.stat().st_size
-    if size < 8:
-        raise BackendError(f"{path.name} is not a TFLite model: the file is {size} bytes (empty or truncated)")
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if head[4:8] != b"TFL3":
-        raise BackendError(f"{path.name} is not a TFLite model: missing the 'TFL3' file identifier (wrong format or corrupt)")
-
-
 class LiteRTBackend(BackendBase):
     """Backend for the ``tflite`` format.
 
@@ -418,12 +654,15 @@ class LiteRTBackend(BackendBase):
     def unavailable(self) -> EdgekitError | None:
         return missing(_interpreter_class)
 
+    # Opens from bytes: the loader hands over the bytes it verified (``open(path, content=...)``).
+    from_bytes: ClassVar[bool] = True
+
     def guess_precision(self, path: Path) -> str:
         return guess_precision(path)
 
-    def open(self, path: Path, **options: Any) -> LiteRTEngine:
+    def open(self, path: Path, *, content: bytes | None = None, **options: Any) -> LiteRTEngine:
         self.check_open_options(options)
-        return LiteRTEngine(Path(path), **options)
+        return LiteRTEngine(Path(path), content=content, **options)
 
 
 def guess_precision(path: Path) -> str:
@@ -433,22 +672,7 @@ def guess_precision(path: Path) -> str:
         >>> guess_precision(Path("tflite-int8.tflite"))  # doctest: +SKIP
         'int8'
     """
-    eng = LiteRTEngine(Path(path), num_threads=1)
-    try:
-        types = {np.dtype(d["dtype"]).name for d in eng._it.get_tensor_details()}
-    except ENGINE_ERRORS as exc:
-        raise BackendError(f"cannot read {Path(path).name}: {exc}") from None
-    if "int16" in types and "int8" in types:
-        return "int16x8"
-    if "int8" in types or "uint8" in types:
-        if any(s.quantized for s in eng.inputs) or "float32" not in types:
-            return "int8"
-        # int8 weights with float activations is dynamic range; int8 activations with float I/O is int8.
-        quant_ops = sum(1 for d in eng._it.get_tensor_details() if np.dtype(d["dtype"]).name == "int8" and d["quantization"][0])
-        return "int8" if quant_ops > 2 * max(1, sum(1 for d in eng._it.get_tensor_details() if np.dtype(d["dtype"]).name == "float32")) else "dynamic"
-    if "float16" in types:
-        return "fp16"
-    return "fp32"
+    return LiteRTEngine(Path(path), num_threads=1).guess_precision()
 
 
 def open_interpreter_specs(path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:

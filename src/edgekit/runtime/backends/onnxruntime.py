@@ -9,6 +9,7 @@ providers actually in use. The CPU wheel from PyPI has only the CPU provider; CU
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
@@ -16,10 +17,12 @@ import numpy as np
 
 from edgekit.cache import cache_dir
 from edgekit.errors import BackendError, EdgekitError, InputError, MissingDependencyError
+from edgekit.files import read_regular
 from edgekit.manifest import TensorSpec
 from edgekit.registry import missing
+from edgekit.runtime.backends import litert
 from edgekit.runtime.backends.base import BackendBase
-from edgekit.runtime.backends.litert import default_threads
+from edgekit.runtime.backends.litert import UNCHECKED_BATCH, default_threads
 
 # Short names users type -> onnxruntime's provider names.
 PROVIDERS = {
@@ -93,20 +96,43 @@ def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())[:300]
 
 
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise BackendError(f"model file {path} does not exist")
+# The most bytes of a model file read into memory (protobuf caps one file at 2 GiB anyway).
+MAX_MODEL_BYTES = int(os.environ.get("EDGEKIT_MAX_MODEL_BYTES") or 4 << 30)
+# A call whose inputs exceed this many bytes hands the arena's memory back when it ends
+# (``memory.enable_memory_arena_shrinkage``): a large batch then does not stay resident, and the
+# usual small calls keep their arena (shrinking costs a re-allocation per call).
+SHRINK_INPUT_BYTES = 1 << 20
+
+
+def read_model(path: Path) -> bytes:
+    """An ``.onnx`` file's bytes, read once (regular files only).
+
+    Example:
+        >>> read_model(Path("/dev/zero"))
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.BackendError: model file /dev/zero is a character device, not a regular file: refusing to read it
+    """
     if path.is_dir():
         raise BackendError(f"{path} is a folder, not an .onnx file")
-    if path.stat().st_size == 0:
+    data = read_regular(path, max_bytes=MAX_MODEL_BYTES, what="model file", error=BackendError)
+    if not data:
         raise BackendError(f"{path.name} is not an ONNX model: the file is empty")
+    return data
 
 
 class ORTEngine:
-    """One ``InferenceSession`` with named, ordered inputs and outputs."""
+    """One ``InferenceSession`` with named, ordered inputs and outputs, built from bytes in memory.
+
+    The ``.onnx`` file is read once (or given as ``content``, bytes the caller verified) and the
+    session is built from those bytes, so a file changed on disk cannot change a running engine.
+    Weights stored as ONNX *external data* (side files, for models over 2 GiB) are read by
+    onnxruntime from the model's folder at load (they are not covered by the manifest's sha256,
+    which is of the ``.onnx`` file).
+    """
 
     def __init__(self, path: Path, num_threads: int | None = None, providers: str | Sequence[str] | None = None,
-                 graph_optimization: str = "all") -> None:
+                 graph_optimization: str = "all", *, content: bytes | None = None) -> None:
         ort = _ort()
         self.path = Path(path)
         self.num_threads = default_threads() if num_threads is None else int(num_threads)
@@ -114,7 +140,7 @@ class ORTEngine:
             raise InputError(f"num_threads must be >= 1, got {num_threads}")
         if graph_optimization not in OPTIMIZATION_LEVELS:
             raise InputError(f"graph_optimization={graph_optimization!r} is not one of {', '.join(OPTIMIZATION_LEVELS)}")
-        _check_file(self.path)
+        content = read_model(self.path) if content is None else bytes(content)
         chosen = resolve_providers(providers, ort.get_available_providers())
         opts = ort.SessionOptions()
         # onnxruntime's default is one thread per physical core it detects, which ignores CPU
@@ -130,12 +156,16 @@ class ORTEngine:
             "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
         }[graph_optimization]
         self.graph_optimization = graph_optimization
+        # A session built from bytes has no folder of its own: say where external data files live
+        # (onnxruntime still refuses paths that leave that folder).
+        opts.add_session_config_entry("session.model_external_initializers_file_folder_path",
+                                      str(self.path.resolve().parent))
         provider_options = [self._provider_options(p) for p in chosen]
         from edgekit.quiet import captured_output
 
         try:
             with captured_output():
-                self._sess = ort.InferenceSession(str(self.path), sess_options=opts, providers=chosen,
+                self._sess = ort.InferenceSession(content, sess_options=opts, providers=chosen,
                                                   provider_options=provider_options)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own pybind exception types
             raise BackendError(f"cannot load {self.path.name} with onnxruntime: {_one_line(exc)}") from None
@@ -145,6 +175,10 @@ class ORTEngine:
         self._in_names = [s.name for s in self.inputs]
         self._out_names = [s.name for s in self.outputs]
         self.metadata = dict(self._sess.get_modelmeta().custom_metadata_map or {})
+        self._content = content
+        self._measured: tuple[int, int] | None | bool = False  # see _measure; False: not yet
+        self._shrink = ort.RunOptions()
+        self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 
     @staticmethod
     def _provider_options(provider: str) -> dict[str, Any]:
@@ -155,9 +189,91 @@ class ORTEngine:
                     "trt_timing_cache_enable": True}
         return {}
 
-    def run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+    @property
+    def sample_bytes(self) -> int | None:
+        """Bytes of node outputs each further batch sample needs (measured once), ``None`` if it cannot be measured."""
+        m = self._measure()
+        return m[1] if m else None
+
+    def needed_bytes(self, batch: int) -> int | None:
+        """Estimated bytes of node outputs at batch ``batch``, or ``None``."""
+        m = self._measure()
+        return None if not m else m[0] + max(int(batch) - 1, 0) * m[1]
+
+    def check_batch(self, batch: int) -> int | None:
+        """Raise :class:`InputError` if a batch of ``batch`` would need more than the tensor limit.
+
+        The limit is LiteRT's :data:`~edgekit.runtime.backends.litert.MAX_TENSOR_BYTES` (one knob,
+        ``EDGEKIT_MAX_TENSOR_BYTES``, for every engine).
+        """
+        if batch <= UNCHECKED_BATCH and self._measured is False:
+            return None  # not worth a measurement (the first call's latency): small batches fit any model that loaded
+        need = self.needed_bytes(batch)
+        limit = litert.MAX_TENSOR_BYTES
+        if need is not None and need > limit:
+            raise InputError(f"batch {batch} needs ~{litert.human_bytes(need)} of tensors, over the {limit >> 20} MiB "
+                             f"limit of {self.path.name}; send smaller batches (or raise EDGEKIT_MAX_TENSOR_BYTES)")
+        return need
+
+    def _measure(self) -> tuple[int, int] | None:
+        """(node output bytes at batch 1, bytes per further sample), from onnxruntime's own profiler.
+
+        onnxruntime does not expose intermediate tensor sizes, but its profiler records each node's
+        ``output_size``: one profiled CPU session runs batch 1 and batch 2 on zeros, once.
+        """
+        if self._measured is not False:
+            return self._measured  # type: ignore[return-value]
+        import json
+        import shutil
+        import tempfile
+
+        ort = _ort()
+        result = None
+        folder = tempfile.mkdtemp(prefix="edgekit-ort-profile-")
         try:
-            return self._sess.run(self._out_names, dict(zip(self._in_names, arrays)))
+            opts = ort.SessionOptions()
+            opts.enable_profiling = True
+            opts.profile_file_prefix = os.path.join(folder, "p")
+            opts.intra_op_num_threads = 1
+            opts.log_severity_level = 4
+            opts.add_session_config_entry("session.model_external_initializers_file_folder_path",
+                                          str(self.path.resolve().parent))
+            from edgekit.quiet import captured_output
+
+            with captured_output():
+                sess = ort.InferenceSession(self._content, sess_options=opts, providers=["CPUExecutionProvider"])
+                if self.inputs and all(len(s.shape) >= 1 for s in self.inputs):
+                    for batch in (1, 2):
+                        feeds = {s.name: np.zeros([batch] + [1 if d is None else d for d in s.shape[1:]], s.dtype)
+                                 for s in self.inputs}
+                        sess.run(None, feeds)
+                events = json.loads(Path(sess.end_profiling()).read_text())
+            runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == "model_run")
+            if len(runs) == 2:
+                sizes = [0, 0]
+                for e in events:
+                    if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time"):
+                        i = 0 if e["ts"] <= runs[0][1] else 1
+                        sizes[i] += int(e.get("args", {}).get("output_size", 0))
+                if sizes[0] > 0:
+                    result = (sizes[0], max(sizes[1] - sizes[0], 0))
+        except Exception:  # noqa: BLE001 - a model that cannot run at batch 1 and 2 has no figure; run() still guards
+            result = None
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        self._measured = result
+        return result
+
+    def guess_precision(self) -> str:
+        """The precision edgekit stamped into this model's metadata, else ``"?"``."""
+        return self.metadata.get("edgekit.precision", "?")
+
+    def run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        big = sum(a.nbytes for a in arrays) > SHRINK_INPUT_BYTES
+        if big and arrays and arrays[0].ndim:
+            self.check_batch(arrays[0].shape[0])  # before onnxruntime allocates: past the limit the OOM killer answers
+        try:
+            return self._sess.run(self._out_names, dict(zip(self._in_names, arrays)), self._shrink if big else None)
         except Exception as exc:  # noqa: BLE001
             raise InputError(f"onnxruntime could not run {self.path.name} on these inputs: {_one_line(exc)}") from None
 
@@ -189,12 +305,15 @@ class ONNXRuntimeBackend(BackendBase):
     def unavailable(self) -> EdgekitError | None:
         return missing(_ort)
 
+    # Opens from bytes: the loader hands over the bytes it verified (``open(path, content=...)``).
+    from_bytes: ClassVar[bool] = True
+
     def guess_precision(self, path: Path) -> str:
         return guess_precision(path)
 
-    def open(self, path: Path, **options: Any) -> ORTEngine:
+    def open(self, path: Path, *, content: bytes | None = None, **options: Any) -> ORTEngine:
         self.check_open_options(options)
-        return ORTEngine(Path(path), **options)
+        return ORTEngine(Path(path), content=content, **options)
 
 
 def open_specs(path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:

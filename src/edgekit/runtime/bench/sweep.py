@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+import zipfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -22,6 +23,7 @@ import numpy as np
 from edgekit import formats
 from edgekit.errors import EdgekitError, InputError, ModelError
 from edgekit.manifest import Artifact, Manifest, artifact_bytes
+from edgekit.runtime.artifacts import runnable
 from edgekit.runtime.backends import format_for_path, get_backend
 from edgekit.runtime.bench.config import CV_WARN, BenchConfig, BenchResult
 from edgekit.runtime.bench.timing import (cold_start_ms, peak_rss_mb, reset_peak_rss, throttle_warnings,
@@ -136,14 +138,30 @@ def load_eval(folder: Path, manifest: Manifest, override: str | os.PathLike[str]
     Example:
         >>> inputs, labels = load_eval(Path("out"), Manifest.load("out"))  # doctest: +SKIP
     """
-    path = Path(override) if override else (folder / manifest.eval_data["file"] if manifest.eval_data.get("file") else None)
-    if path is None:
-        return None
-    if not path.is_file():
-        raise InputError(f"eval data {path} does not exist")
     from edgekit.calibration import from_npz
+    from edgekit.files import check_regular
+    from edgekit.runtime.artifacts import inside
 
-    ds = from_npz(path)
+    if override:
+        path = Path(override)
+        if not path.is_file():
+            raise InputError(f"eval data {path} does not exist")
+        ds = from_npz(path)
+    else:
+        name = manifest.eval_data.get("file")
+        if not name:
+            return None
+        # The manifest names the file: it must stay inside the folder and be a regular file (a
+        # FIFO would block the read), and what is wrong with it is the manifest's fault.
+        path = inside(folder, str(name), f"manifest eval_data.file {name!r}")
+        check_regular(path, what="eval data (manifest eval_data.file)")
+        try:
+            ds = from_npz(path)
+        except EdgekitError as exc:
+            raise ModelError(f"eval data {path.name} (manifest eval_data.file) is unreadable: {exc}") from None
+        except (ValueError, OSError, EOFError, KeyError, RecursionError, MemoryError, zipfile.BadZipFile) as exc:
+            raise ModelError(f"eval data {path.name} (manifest eval_data.file) is unreadable: "
+                             f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None
     if ds.labels is None:
         return None
     names = [s["name"] for s in manifest.source.get("inputs", [])]
@@ -196,7 +214,7 @@ def bench_path(path: str | os.PathLike[str], config: BenchConfig | Sequence[Benc
             results.append(BenchResult(model=str(a.path), target=a.target, format=a.format, precision=a.precision,
                                        status="error", validation=a.status, error=str(exc)))
             continue
-        cannot_run = engine_unavailable(a.format)
+        cannot_run = runnable(a)  # engine missing, wrong OS, or seen crashing on this CPU by a probe
         if cannot_run:
             # One folder holds every format; those this device cannot run (CoreML off macOS, TensorRT
             # without a GPU) are listed with the reason instead of failing the whole bench.
@@ -210,20 +228,6 @@ def bench_path(path: str | os.PathLike[str], config: BenchConfig | Sequence[Benc
             if r.status == "error":
                 break  # a corrupt or missing artifact fails the same way at every setting
     return results
-
-
-def engine_unavailable(fmt: str) -> str | None:
-    """Why format ``fmt`` cannot run here, or ``None`` (an unknown format is a reason too).
-
-    Example:
-        >>> engine_unavailable("tflite") is None
-        True
-    """
-    try:
-        err = get_backend(fmt).unavailable()
-    except EdgekitError as exc:
-        return str(exc)
-    return None if err is None else str(err)
 
 
 def format_of(path: Path) -> str:
