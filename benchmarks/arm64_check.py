@@ -356,9 +356,9 @@ def check_suite(suite: str, folder: Path, *, cpu: str = CPU, runs: int = 20, x86
         if ld.returncode != 3 or "crashes on this CPU (signal 11)" not in res["crash"]["load_error"]:
             failures.append(f"crash check: load() exited {ld.returncode}: {res['crash']['load_error']!r}")
         if b.returncode < 0 or b.returncode >= 128:
-            # `edgekit bench` of a whole folder asks the backend (bench/sweep.py engine_unavailable), not
-            # runnable(), so it does not see the verdict yet: reported, not failed, until it does.
-            res["crash"]["bench_note"] = f"bench still loads the engine and dies (exit {b.returncode})"
+            # bench asks runnable() per artifact, which reads the verdict: it lists the engine as not
+            # runnable here instead of loading it and dying.
+            failures.append(f"crash check: edgekit bench died (exit {b.returncode}): {res['crash']['bench_tail']}")
 
     res["failures"] = failures
     res["ok"] = not failures

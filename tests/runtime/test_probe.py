@@ -113,6 +113,21 @@ def test_load_refuses_a_known_crash_and_names_the_alternative(crashy):
         choose_artifact(Manifest({}, {}, (art,)), device=dev)
 
 
+def test_a_bare_file_and_an_explicit_target_are_refused_too(crashy, tmp_path):
+    # Neither goes through the chooser: load() must still not hand the file to the crashing engine.
+    from edgekit.runtime import load
+    from edgekit.runtime.artifacts import open_artifact
+
+    model = tmp_path / "m.crashy"
+    model.write_bytes(b"anything")
+    probe("crashy")
+    with pytest.raises(ModelError, match=r"^m\.crashy: numpy \S+ crashes on this CPU \(signal 11\)"):
+        load(model)
+    art = Artifact("crashy:fp32", "crashy", "fp32", "passed", path="m.crashy")
+    with pytest.raises(ModelError, match=r"^crashy:fp32: numpy \S+ crashes on this CPU \(signal 11\)"):
+        open_artifact(tmp_path, art, verify=False)
+
+
 def test_EDGEKIT_PROBE_probes_once_when_there_is_no_verdict(crashy, monkeypatch):
     monkeypatch.setenv("EDGEKIT_PROBE", "1")
     assert cached("crashy") is None
