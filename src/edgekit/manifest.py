@@ -29,8 +29,9 @@ from edgekit.manifest_check import SCHEMA_VERSIONS, check_manifest
 MANIFEST_NAME = "manifest.json"
 SCHEMA_VERSION = 1
 assert SCHEMA_VERSION in SCHEMA_VERSIONS  # the version we write is one we read
-# Manifests are a few KiB; one this large is not ours, and is refused before it is read.
-MAX_MANIFEST_BYTES = 16 << 20
+# Manifests are a few KiB (35 KB with every format x precision); one this large is not ours, and is
+# refused before it is read: parsed, JSON costs ~7x its size in memory.
+MAX_MANIFEST_BYTES = 2 << 20
 
 # Artifact statuses. "passed"/"failed" are validation verdicts; the others say why there is none.
 PASSED = "passed"

@@ -204,3 +204,21 @@ def test_onnxruntime_memory_returns_and_batches_are_limited(tmp_path):
     assert float(vals["after"]) < float(vals["base"]) * 1.1, line  # ... and gave it back
     assert "REFUSED batch 50000 needs ~391 MiB of tensors, over the 64 MiB limit of wide.onnx" in r.stdout, r.stdout
     print(line)
+
+
+def test_onnx_inputs_declared_past_the_limit_are_refused_at_load(tmp_path):
+    # onnxruntime loads a graph whose input is declared (400000, 2^31) without complaint; a feed
+    # for it (bench builds one) would then meet the OOM killer.
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+
+    from edgekit.errors import BackendError
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [400_000, 2**31])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [400_000, 2**31])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    path = tmp_path / "huge.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(BackendError, match=r"huge\.onnx declares inputs/outputs of .* at batch 1, over the \d+ MiB limit"):
+        rt.load(path)

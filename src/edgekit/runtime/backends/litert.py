@@ -18,6 +18,7 @@ from edgekit.files import read_regular
 from edgekit.manifest import TensorSpec
 from edgekit.registry import missing
 from edgekit.runtime.backends.base import BackendBase
+from edgekit.runtime.backends.tflite_checks import check_structure
 
 
 def default_threads() -> int:
@@ -102,13 +103,15 @@ ENGINE_ERRORS = (ValueError, RuntimeError, TypeError, IndexError, KeyError, Unic
 
 
 def _default_tensor_limit() -> int:
-    # A quarter of the machine's memory, at most 4 GiB: past that the OOM killer, not a clean
-    # error, is what a flipped shape byte or a huge request batch meets (a 4 GB Pi gets 1 GiB).
+    # An eighth of the machine's memory, at most 2 GiB: past that the OOM killer, not a clean
+    # error, is what a flipped shape byte or a huge request batch meets (a 4 GB Pi gets 512 MiB).
+    # The estimate sums tensors without LiteRT's memory reuse (~3x the real RSS), so 2 GiB still
+    # takes MobileNetV2 224x224 at batch 64; EDGEKIT_MAX_TENSOR_BYTES raises it.
     try:
         phys = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):
         phys = 16 << 30
-    return max(64 << 20, min(4 << 30, phys // 4))
+    return max(64 << 20, min(2 << 30, phys // 8))
 
 
 # Refuse a load or a batch whose tensors would need more than this (bytes): a flipped byte in a
@@ -119,6 +122,10 @@ MAX_TENSOR_BYTES = int(os.environ.get("EDGEKIT_MAX_TENSOR_BYTES") or _default_te
 # at its load shape: LiteRT's arena (and XNNPACK's workspace) only ever grow, so a resize back
 # keeps the memory of the largest batch ever seen.
 SHRINK_BYTES = int(os.environ.get("EDGEKIT_SHRINK_TENSOR_BYTES") or 32 << 20)
+# ... and at least this many times the model's own tensors at load: a 224x224 model needs ~30 MB
+# more per sample, and rebuilding it (~15 ms plus XNNPACK's weight packing) after every request
+# of a client alternating batch 2 and 3 would cost more than the memory it returns.
+SHRINK_FACTOR = 8
 # Batches up to this size are not checked against the limit until the per-sample figure has
 # been measured for a larger one (measuring runs the model twice more on the reference kernels).
 UNCHECKED_BATCH = 64
@@ -196,6 +203,7 @@ def _check_content(data: bytes, path: Path) -> None:
         raise BackendError(f"{path.name} is not a TFLite model: the file is {len(data)} bytes (empty or truncated)")
     if data[4:8] != b"TFL3":
         raise BackendError(f"{path.name} is not a TFLite model: missing the 'TFL3' file identifier (wrong format or corrupt)")
+    check_structure(data, path.name)  # indices the verifier passes and the engine then trusts (segfaults)
 
 
 class LiteRTEngine:
@@ -289,7 +297,7 @@ class LiteRTEngine:
             >>> eng.check_batch(500_000)  # doctest: +SKIP
             Traceback (most recent call last):
             ...
-            edgekit.errors.InputError: batch 500000 needs ~4.9 GiB of tensors, over the 4096 MiB limit of m.tflite; ...
+            edgekit.errors.InputError: batch 500000 needs ~4.9 GiB of tensors, over the 2048 MiB limit of m.tflite; ...
         """
         if batch <= UNCHECKED_BATCH and self._measured is False:
             return None  # not worth a measurement (the first call's latency): small batches fit any model that loaded
@@ -517,7 +525,7 @@ class LiteRTEngine:
                              f"{limit >> 20} MiB limit of {self.path.name}; send smaller inputs (or raise EDGEKIT_MAX_TENSOR_BYTES)")
         base = self.needed_bytes(1) if need is not None else None  # measured already: no new cost
         extra = (need - base) if need is not None and base is not None else actual - self._load_bytes
-        big = extra > SHRINK_BYTES and not self.delegates  # external delegates are not ours to re-create
+        big = extra > max(SHRINK_BYTES, SHRINK_FACTOR * self._load_bytes) and not self.delegates  # external delegates are not ours to re-create
         self._alloc_big = big
         # A large batch twice in a row is a workload (bench, a batch job), not an outlier: keep it.
         self._shrink_after = big and shapes != self._repeat

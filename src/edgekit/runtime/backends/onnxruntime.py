@@ -84,6 +84,24 @@ def resolve_providers(requested: str | Sequence[str] | None, available: Sequence
     return out
 
 
+def _check_declared_sizes(specs: Sequence[TensorSpec], path: Path) -> None:
+    """Refuse a model whose inputs/outputs alone, at their fixed dims (batch 1 where free), pass the limit.
+
+    onnxruntime loads a graph declaring a 400,000 x 2^31 input without complaint; feeding it (or
+    building a feed for it, as bench does) then meets the OOM killer instead of a clean error.
+    """
+    limit = litert.MAX_TENSOR_BYTES
+    total = 0
+    for spec in specs:
+        n = 1
+        for d in spec.shape:
+            n *= d if d else 1
+        total += n * np.dtype(spec.dtype).itemsize
+        if total > limit:
+            raise BackendError(f"{path.name} declares inputs/outputs of {litert.human_bytes(total)} at batch 1, over the "
+                               f"{limit >> 20} MiB limit (corrupt or edited shapes?); set EDGEKIT_MAX_TENSOR_BYTES to raise it")
+
+
 def _spec(arg: Any) -> TensorSpec:
     dtype = _DTYPES.get(arg.type)
     if dtype is None:
@@ -174,6 +192,7 @@ class ORTEngine:
         self.outputs = tuple(_spec(a) for a in self._sess.get_outputs())
         self._in_names = [s.name for s in self.inputs]
         self._out_names = [s.name for s in self.outputs]
+        _check_declared_sizes(self.inputs + self.outputs, self.path)
         self.metadata = dict(self._sess.get_modelmeta().custom_metadata_map or {})
         self._content = content
         self._measured: tuple[int, int] | None | bool = False  # see _measure; False: not yet
