@@ -17,6 +17,7 @@ from edgekit.errors import BackendError, ModelError
 from edgekit.files import check_regular, read_regular
 from edgekit.manifest import MANIFEST_NAME, Artifact, artifact_bytes, sha256_file
 from edgekit.runtime.backends import SUFFIXES, get_backend
+from edgekit.runtime.backends.base import MAX_MODEL_BYTES
 from edgekit.runtime.session import Session
 
 
@@ -155,8 +156,6 @@ def inside(folder: Path, name: str, what: str) -> Path:
     return file
 
 
-# The most bytes of an artifact file read into memory.
-MAX_ARTIFACT_BYTES = int(os.environ.get("EDGEKIT_MAX_MODEL_BYTES") or 4 << 30)
 _NO_VERIFY = "re-copy it, or pass --no-verify (verify=False) to load it anyway"
 
 
@@ -183,7 +182,7 @@ def read_artifact(file: Path, artifact: Artifact, *, verify: bool = True) -> byt
     if verify:
         _check_recorded(file, artifact)
         _check_size(file, st.st_size, artifact)
-    data = read_regular(file, max_bytes=MAX_ARTIFACT_BYTES, what="artifact")
+    data = read_regular(file, max_bytes=MAX_MODEL_BYTES, what="artifact")
     if verify:
         _check_size(file, len(data), artifact)  # changed between the stat and the read
         if hashlib.sha256(data).hexdigest() != artifact.sha256:
@@ -264,5 +263,5 @@ def check_engine(engine: Any, artifact: Artifact, file: Path) -> None:
                          "(were the manifest's entries swapped or edited? re-run 'edgekit convert')")
 
 
-__all__ = ["MAX_ARTIFACT_BYTES", "artifact_path", "check_engine", "inside", "is_output_folder", "open_artifact", "options_for",
+__all__ = ["artifact_path", "check_engine", "inside", "is_output_folder", "open_artifact", "options_for",
            "read_artifact", "refuse_crashing_engine", "runnable", "verify_artifact"]

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Mapping, Protocol, Sequence, runtime_checkable
@@ -21,8 +22,30 @@ import numpy as np
 
 from edgekit import formats
 from edgekit.errors import BackendError, EdgekitError, InputError, UnsupportedError
+from edgekit.files import read_regular
 from edgekit.manifest import TensorSpec
 from edgekit.registry import Plugin, Registry
+
+# The most bytes of a model file read into memory, for every engine that runs from bytes.
+MAX_MODEL_BYTES = int(os.environ.get("EDGEKIT_MAX_MODEL_BYTES") or 4 << 30)
+
+
+def read_model_file(path: Path, kind: str) -> bytes:
+    """A single-file model's bytes, read once (regular files of at most :data:`MAX_MODEL_BYTES` only).
+
+    Args:
+        path: The model file.
+        kind: What it should be, for the message (``".tflite"``, ``".onnx"``).
+
+    Example:
+        >>> read_model_file(Path("/dev/zero"), ".tflite")
+        Traceback (most recent call last):
+        ...
+        edgekit.errors.BackendError: model file /dev/zero is a character device, not a regular file: refusing to read it
+    """
+    if path.is_dir():
+        raise BackendError(f"{path} is a folder, not a {kind} file")
+    return read_regular(path, max_bytes=MAX_MODEL_BYTES, what="model file", error=BackendError)
 
 
 @runtime_checkable

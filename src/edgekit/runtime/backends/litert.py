@@ -14,10 +14,9 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from edgekit.errors import BackendError, EdgekitError, InputError, MissingDependencyError
-from edgekit.files import read_regular
 from edgekit.manifest import TensorSpec
 from edgekit.registry import missing
-from edgekit.runtime.backends.base import BackendBase
+from edgekit.runtime.backends.base import BackendBase, read_model_file
 from edgekit.runtime.backends.tflite_checks import check_structure
 
 
@@ -129,8 +128,6 @@ SHRINK_FACTOR = 8
 # Batches up to this size are not checked against the limit until the per-sample figure has
 # been measured for a larger one (measuring runs the model twice more on the reference kernels).
 UNCHECKED_BATCH = 64
-# The most bytes of a model file read into memory.
-MAX_MODEL_BYTES = int(os.environ.get("EDGEKIT_MAX_MODEL_BYTES") or 4 << 30)
 
 
 def human_bytes(n: float) -> str:
@@ -192,9 +189,7 @@ def read_model(path: Path) -> bytes:
         ...
         edgekit.errors.BackendError: model file /dev/zero is a character device, not a regular file: refusing to read it
     """
-    if path.is_dir():
-        raise BackendError(f"{path} is a folder, not a .tflite file")
-    return read_regular(path, max_bytes=MAX_MODEL_BYTES, what="model file", error=BackendError)
+    return read_model_file(path, ".tflite")
 
 
 def _check_content(data: bytes, path: Path) -> None:

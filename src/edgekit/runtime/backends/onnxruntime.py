@@ -17,11 +17,10 @@ import numpy as np
 
 from edgekit.cache import cache_dir
 from edgekit.errors import BackendError, EdgekitError, InputError, MissingDependencyError
-from edgekit.files import read_regular
 from edgekit.manifest import TensorSpec
 from edgekit.registry import missing
 from edgekit.runtime.backends import litert
-from edgekit.runtime.backends.base import BackendBase
+from edgekit.runtime.backends.base import BackendBase, read_model_file
 from edgekit.runtime.backends.litert import UNCHECKED_BATCH, default_threads
 
 # Short names users type -> onnxruntime's provider names.
@@ -114,8 +113,6 @@ def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())[:300]
 
 
-# The most bytes of a model file read into memory (protobuf caps one file at 2 GiB anyway).
-MAX_MODEL_BYTES = int(os.environ.get("EDGEKIT_MAX_MODEL_BYTES") or 4 << 30)
 # A call whose inputs exceed this many bytes hands the arena's memory back when it ends
 # (``memory.enable_memory_arena_shrinkage``): a large batch then does not stay resident, and the
 # usual small calls keep their arena (shrinking costs a re-allocation per call).
@@ -131,9 +128,7 @@ def read_model(path: Path) -> bytes:
         ...
         edgekit.errors.BackendError: model file /dev/zero is a character device, not a regular file: refusing to read it
     """
-    if path.is_dir():
-        raise BackendError(f"{path} is a folder, not an .onnx file")
-    data = read_regular(path, max_bytes=MAX_MODEL_BYTES, what="model file", error=BackendError)
+    data = read_model_file(path, ".onnx")
     if not data:
         raise BackendError(f"{path.name} is not an ONNX model: the file is empty")
     return data
