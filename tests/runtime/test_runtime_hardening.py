@@ -222,3 +222,46 @@ def test_onnx_inputs_declared_past_the_limit_are_refused_at_load(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     with pytest.raises(BackendError, match=r"huge\.onnx declares inputs/outputs of .* at batch 1, over the \d+ MiB limit"):
         rt.load(path)
+
+
+EXPAND_SCRIPT = r"""
+import resource, sys
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+import edgekit.runtime as rt
+from edgekit.errors import InputError
+
+# x[?, 1] expanded to [?, 50,000,000] inside, summed back to [?, 1]: 200 MB at batch 1 that no
+# input or output shape shows.
+shape = numpy_helper.from_array(np.array([1, 50_000_000], np.int64), "shape")
+axes = numpy_helper.from_array(np.array([1], np.int64), "axes")
+x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1])
+y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1])
+nodes = [helper.make_node("Expand", ["x", "shape"], ["wide"]), helper.make_node("ReduceSum", ["wide", "axes"], ["y"], keepdims=1)]
+graph = helper.make_graph(nodes, "g", [x], [y], [shape, axes])
+onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), sys.argv[1])
+s = rt.load(sys.argv[1], num_threads=1)
+print("sample_bytes", s.sample_bytes)  # what serve asks at start: measured in the capped arena
+try:
+    s.run(np.zeros((1, 1), np.float32))
+    print("RAN")
+except InputError as exc:
+    print("REFUSED", exc)
+print("peak_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def test_an_onnx_graph_over_the_limit_at_batch_1_is_refused_once_measured(tmp_path):
+    # The batch check sees only the batch axis; the measurement (serve's, at start) runs in an arena
+    # capped at the limit, so a graph that needs more at batch 1 fails there, not in the OOM killer.
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    env = {**os.environ, "EDGEKIT_MAX_TENSOR_BYTES": str(64 << 20)}
+    r = subprocess.run([sys.executable, "-c", EXPAND_SCRIPT, str(tmp_path / "expand.onnx")], capture_output=True,
+                       text=True, timeout=180, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "sample_bytes None" in r.stdout and "RAN" not in r.stdout, r.stdout
+    assert "REFUSED expand.onnx needs more than the 64 MiB tensor limit at batch 1" in r.stdout, r.stdout
+    peak = float(r.stdout.split("peak_mb")[1])
+    assert peak < 400, r.stdout  # the 200 MB output was never allocated (the interpreter and onnx take ~150 MB)

@@ -83,6 +83,39 @@ def resolve_providers(requested: str | Sequence[str] | None, available: Sequence
     return out
 
 
+# The process-wide CPU arena every session allocates from, capped at the tensor limit of the moment
+# it was registered (once: onnxruntime keeps one per process).
+_ARENA: dict[str, int | None] = {}
+
+
+def _capped_arena(ort: Any) -> bool:
+    """Register (once per process) a CPU arena of at most :data:`litert.MAX_TENSOR_BYTES` for sessions to share.
+
+    Only the measuring session (:meth:`ORTEngine.sample_bytes`; serve asks at start) allocates
+    from it: a graph whose inner dims were edited to 400,000 then fails that measurement at the
+    limit, and the engine refuses every run, instead of meeting the OOM killer. Serving sessions
+    keep their own arenas, which ``memory.enable_memory_arena_shrinkage`` can shrink after a large
+    batch (a shared arena it cannot). ``False`` where this onnxruntime cannot register one.
+    """
+    if "limit" not in _ARENA:
+        limit = int(litert.MAX_TENSOR_BYTES)
+        try:
+            mem = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+            # kSameAsRequested (1): grow by what is asked, not the next power of two, so the cap is
+            # reached by tensors, not by the arena's rounding.
+            ort.create_and_register_allocator(mem, ort.OrtArenaCfg({"max_mem": limit, "arena_extend_strategy": 1}))
+        except Exception:  # noqa: BLE001 - an older onnxruntime without the API: estimates only
+            _ARENA["limit"] = None
+        else:
+            _ARENA["limit"] = limit
+    return _ARENA["limit"] is not None
+
+
+def _over_arena(exc: Exception) -> bool:
+    """Whether onnxruntime failed because the capped arena (:func:`_capped_arena`) was full."""
+    return "bfc_arena" in str(exc) or "Available memory of" in str(exc)
+
+
 def _check_declared_sizes(specs: Sequence[TensorSpec], path: Path) -> None:
     """Refuse a model whose inputs/outputs alone, at their fixed dims (batch 1 where free), pass the limit.
 
@@ -161,7 +194,10 @@ class ORTEngine:
         opts.intra_op_num_threads = self.num_threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.log_severity_level = 3  # errors only: warnings about unused initializers are noise here
+        # Fatal only: every error also comes back as the exception we turn into a one-line message, and
+        # the C++ log would print it again, in colour, on the server's stderr (warnings about unused
+        # initializers are noise too).
+        opts.log_severity_level = 4
         opts.graph_optimization_level = {
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
             "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
@@ -191,6 +227,7 @@ class ORTEngine:
         self.metadata = dict(self._sess.get_modelmeta().custom_metadata_map or {})
         self._content = content
         self._measured: tuple[int, int] | None | bool = False  # see _measure; False: not yet
+        self._over_limit = False  # measuring found batch 1 alone over the tensor limit
         self._shrink = ort.RunOptions()
         self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 
@@ -224,10 +261,16 @@ class ORTEngine:
             return None  # not worth a measurement (the first call's latency): small batches fit any model that loaded
         need = self.needed_bytes(batch)
         limit = litert.MAX_TENSOR_BYTES
+        if self._over_limit:
+            raise self._over_error()
         if need is not None and need > limit:
             raise InputError(f"batch {batch} needs ~{litert.human_bytes(need)} of tensors, over the {limit >> 20} MiB "
                              f"limit of {self.path.name}; send smaller batches (or raise EDGEKIT_MAX_TENSOR_BYTES)")
         return need
+
+    def _over_error(self) -> InputError:
+        return InputError(f"{self.path.name} needs more than the {litert.MAX_TENSOR_BYTES >> 20} MiB tensor limit at batch 1 "
+                          "(edited or corrupt shapes?); raise EDGEKIT_MAX_TENSOR_BYTES if the model is really that large")
 
     def _measure(self) -> tuple[int, int] | None:
         """(node output bytes at batch 1, bytes per further sample), from onnxruntime's own profiler.
@@ -250,6 +293,10 @@ class ORTEngine:
             opts.profile_file_prefix = os.path.join(folder, "p")
             opts.intra_op_num_threads = 1
             opts.log_severity_level = 4
+            if _capped_arena(ort):
+                # The measuring session allocates from the capped arena: measuring a model whose inner
+                # dims were edited huge must fail at the limit, not take the machine's memory.
+                opts.add_session_config_entry("session.use_env_allocators", "1")
             opts.add_session_config_entry("session.model_external_initializers_file_folder_path",
                                           str(self.path.resolve().parent))
             from edgekit.quiet import captured_output
@@ -271,8 +318,10 @@ class ORTEngine:
                         sizes[i] += int(e.get("args", {}).get("output_size", 0))
                 if sizes[0] > 0:
                     result = (sizes[0], max(sizes[1] - sizes[0], 0))
-        except Exception:  # noqa: BLE001 - a model that cannot run at batch 1 and 2 has no figure; run() still guards
+        except Exception as exc:  # noqa: BLE001 - a model that cannot run at batch 1 and 2 has no figure; run() still guards
             result = None
+            if _over_arena(exc):
+                self._over_limit = True  # batch 1 or 2 alone passes the limit: every run is refused
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         self._measured = result
@@ -283,12 +332,18 @@ class ORTEngine:
         return self.metadata.get("edgekit.precision", "?")
 
     def run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if self._over_limit:
+            raise self._over_error()
         big = sum(a.nbytes for a in arrays) > SHRINK_INPUT_BYTES
         if big and arrays and arrays[0].ndim:
             self.check_batch(arrays[0].shape[0])  # before onnxruntime allocates: past the limit the OOM killer answers
         try:
             return self._sess.run(self._out_names, dict(zip(self._in_names, arrays)), self._shrink if big else None)
         except Exception as exc:  # noqa: BLE001
+            if _over_arena(exc):
+                raise InputError(f"running {self.path.name} on inputs of shapes {[a.shape for a in arrays]} needs more than "
+                                 f"the {(_ARENA.get('limit') or 0) >> 20} MiB tensor limit; send smaller inputs "
+                                 "(or raise EDGEKIT_MAX_TENSOR_BYTES)") from None
             raise InputError(f"onnxruntime could not run {self.path.name} on these inputs: {_one_line(exc)}") from None
 
     def info(self) -> dict[str, Any]:
