@@ -165,3 +165,14 @@ def test_intact_eval_file_still_gives_accuracy(folder):
     res = bench_path(folder, BenchConfig(warmup=0, runs=2), target="tflite:int8")
     assert res[0].status == "ok" and res[0].accuracy is not None and res[0].accuracy > 50
     assert np.isfinite(res[0].accuracy)
+
+
+def test_eval_zip_bomb_is_refused_before_unpacking(folder, monkeypatch):
+    # 64 MB of zeros compress to ~64 KB: the limit is checked on the archive's declared sizes.
+    from edgekit.runtime.bench import sweep
+
+    np.savez_compressed(folder / "eval.npz", image=np.zeros((250_000, 8, 8, 1), np.float32), labels=np.zeros(250_000, np.int64))
+    assert (folder / "eval.npz").stat().st_size < 1 << 20
+    monkeypatch.setattr(sweep, "MAX_EVAL_BYTES", 32 << 20)
+    msg = _bench_eval_error(folder)
+    assert "eval data eval.npz (manifest eval_data.file) unpacks to 66000" in msg and "over the 33554432-byte limit" in msg, msg

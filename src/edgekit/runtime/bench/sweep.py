@@ -132,6 +132,26 @@ def bench_file(path: str | os.PathLike[str], config: BenchConfig = BenchConfig()
     )
 
 
+def _default_eval_limit() -> int:
+    try:
+        return min(8 << 30, os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2)
+    except (AttributeError, ValueError, OSError):
+        return 8 << 30
+
+
+# The most bytes an eval .npz named by a manifest may unpack to: half the machine's memory, at most
+# 8 GiB (1,000 samples at 224x224x3 float32 are 600 MB). A compressed archive of zeros is a zip bomb.
+MAX_EVAL_BYTES = int(os.environ.get("EDGEKIT_MAX_EVAL_BYTES") or _default_eval_limit())
+
+
+def _check_unpacked(path: Path) -> None:
+    with zipfile.ZipFile(path) as zf:
+        total = sum(info.file_size for info in zf.infolist())
+    if total > MAX_EVAL_BYTES:
+        raise ModelError(f"eval data {path.name} (manifest eval_data.file) unpacks to {total} bytes, over the "
+                         f"{MAX_EVAL_BYTES}-byte limit (EDGEKIT_MAX_EVAL_BYTES raises it)")
+
+
 def load_eval(folder: Path, manifest: Manifest, override: str | os.PathLike[str] | None = None) -> tuple[Any, np.ndarray] | None:
     """Eval inputs and labels for accuracy: ``override`` (.npz), else the ``eval.npz`` convert wrote.
 
@@ -156,6 +176,7 @@ def load_eval(folder: Path, manifest: Manifest, override: str | os.PathLike[str]
         path = inside(folder, str(name), f"manifest eval_data.file {name!r}")
         check_regular(path, what="eval data (manifest eval_data.file)")
         try:
+            _check_unpacked(path)
             ds = from_npz(path)
         except EdgekitError as exc:
             raise ModelError(f"eval data {path.name} (manifest eval_data.file) is unreadable: {exc}") from None

@@ -300,7 +300,9 @@ class PredictHandler(BaseHTTPRequestHandler):
         # ASCII digits only: str.isdigit() is also True for '²' and other Unicode digits, which int() refuses.
         if not (raw.isascii() and raw.isdigit()):
             self.close_connection = True
-            raise _HttpError(400, f"bad Content-Length {values[0][:40]!r}: send a whole number of bytes")
+            # http.client decodes header bytes as latin-1; show them as the client most likely wrote them (UTF-8).
+            shown = values[0][:40].encode("latin-1", "replace").decode("utf-8", "replace")
+            raise _HttpError(400, f"bad Content-Length {shown!r}: send a whole number of bytes")
         if len(raw) > 18:  # more than any limit; int() of thousands of digits is itself slow
             self.close_connection = True
             raise _HttpError(413, self._too_large(f"{raw[:20]}..."))
