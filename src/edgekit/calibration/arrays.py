@@ -174,13 +174,19 @@ def _load_npy(path: str | os.PathLike, what: str) -> tuple[Path, np.ndarray]:
         hint = " (it is a zip/.npz archive: use from_npz)" if zipfile.is_zipfile(p) else ""
         raise DataError(f"cannot read {p} as .npy: not a .npy file{hint}: write {what} with np.save(path, array)")
     try:
-        return p, np.load(p, allow_pickle=False)
+        # Memory-mapped, read-only: a large eval/calibration file is paged in one batch at a time
+        # by the loops that use it, not read whole (an .npz member, a zip entry, cannot be mapped).
+        return p, np.load(p, allow_pickle=False, mmap_mode="r")
     except (OSError, ValueError, EOFError) as exc:
         raise DataError(f"cannot read {p} as .npy: {exc}: re-create it with np.save (no object arrays)") from None
 
 
 def from_npy(path: str | os.PathLike, labels_path: str | os.PathLike | None = None) -> Dataset:
     """A single-input dataset from an ``.npy`` file, with labels from a second ``.npy`` if given.
+
+    The arrays are memory-mapped read-only (``np.load(mmap_mode="r")``): samples are read from the
+    file as batches need them, so a large file costs no memory until used. Prefer ``.npy`` over
+    ``.npz`` for large data: ``.npz`` members are zip entries (often compressed) and are read whole.
 
     Example:
         >>> import os, tempfile, numpy as np

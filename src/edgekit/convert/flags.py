@@ -44,6 +44,8 @@ class ConvertFlags:
             a number or a comma list).
         allow_unsafe: ``--allow-unsafe``.
         train, train_limit: Training data for the stages.
+        max_batch: ``--max-batch``: samples per model call in prediction and validation (recipe
+            ``max_batch``; default: sized from a memory budget).
         prune, prune_epochs, prune_structure, qat, qat_epochs, qat_skip, strategy: Stage flags
             (see :func:`cli_stages`).
     """
@@ -64,6 +66,7 @@ class ConvertFlags:
     allow_unsafe: bool = False
     train: str | None = None
     train_limit: int | None = None
+    max_batch: int | None = None
     prune: float | None = None
     prune_epochs: int | None = None
     prune_structure: str | None = None
@@ -119,7 +122,7 @@ class ConvertFlags:
             d["targets"] = [Target.parse(t).to_value() for t in self.targets]
         elif not d.get("targets"):
             d["targets"] = [DEFAULT_TARGET]
-        for key in ("calib", "eval", "calib_limit", "eval_limit", "seed", "train", "train_limit"):
+        for key in ("calib", "eval", "calib_limit", "eval_limit", "seed", "train", "train_limit", "max_batch"):
             value = getattr(self, key)
             if value is not None:
                 d[key] = value

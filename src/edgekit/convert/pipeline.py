@@ -20,6 +20,7 @@ import numpy as np
 from edgekit import __version__, formats
 from edgekit.calibration import Dataset, open_dataset, random_like
 from edgekit.convert import _files
+from edgekit.convert.batching import batch_for
 from edgekit.convert.exporters import check_target
 from edgekit.convert.exporters.base import require_calibration
 from edgekit.convert.recipe import Recipe, Target
@@ -85,8 +86,11 @@ def convert(recipe: Recipe | Mapping[str, Any], out_dir: str | os.PathLike[str],
         require_calibration(exporters[t.label], t.precision, calib)  # before any conversion work
     train = _train_data(recipe, source) if recipe.stages else None
 
-    say(f"reference outputs on {len(evald)} eval samples ({eval_note})")
-    reference = source.predict(list(evald.inputs))
+    # Batches sized from bytes, not samples: one batch of a 224x224 model's activations is
+    # gigabytes at the sizes that suit 8x8 digits (see edgekit.convert.batching).
+    batch = batch_for(source, max_batch=recipe.max_batch, samples=evald.inputs)
+    say(f"reference outputs on {len(evald)} eval samples ({eval_note}), {batch} per batch")
+    reference = source.predict(list(evald.inputs), batch_size=batch)
 
     # Stages train a copy; artifacts are exported from it and checked two ways: fidelity against
     # the model actually converted, accuracy against the untouched source (see _validate).
@@ -95,19 +99,21 @@ def convert(recipe: Recipe | Mapping[str, Any], out_dir: str | os.PathLike[str],
         from edgekit.convert.stages import apply_stages
 
         staged, stages_report = apply_stages(source, recipe, train, say)
-        original, reference = reference, staged.predict(list(evald.inputs))
+        batch = batch_for(staged, max_batch=recipe.max_batch, samples=evald.inputs)  # QAT adds layers
+        original, reference = reference, staged.predict(list(evald.inputs), batch_size=batch)
 
     artifacts = []
     final_targets = []
     for i, target in enumerate(recipe.targets, 1):
         say(f"[{i}/{len(recipe.targets)}] {target.display}: converting")
-        art = _one_target(target, exporters[target.label], recipe, staged, calib, evald, reference, out, say, original)
+        art = _one_target(target, exporters[target.label], recipe, staged, calib, evald, reference, out, say, original,
+                          batch=batch)
         if target.precision in ("int8", "int16x8"):
             from edgekit.convert import int8_aware
 
             def convert_one(t: Target) -> Artifact:
                 return _one_target(t, check_target(t.format, t.precision, t.opts), recipe, staged, calib, evald,
-                                   reference, out, say, original)
+                                   reference, out, say, original, batch=batch)
 
             art, target = int8_aware.after_int8(art, target, recipe, staged, calib, out, convert_one, say)
             art = int8_aware.checks(art, out, calib, evald, [s.name for s in source.inputs])
@@ -203,7 +209,7 @@ def _image_options(spec: str | None, source: SourceModel, recipe: Recipe) -> dic
 
 def _one_target(target: Target, exporter: Any, recipe: Recipe, source: SourceModel, calib: Dataset | None,
                 evald: Dataset, reference: list[np.ndarray], out: Path, say: Progress,
-                original: list[np.ndarray] | None = None) -> Artifact:
+                original: list[np.ndarray] | None = None, *, batch: int | None = None) -> Artifact:
     base = {"target": target.display, "format": target.format, "precision": target.precision, "options": target.opts}
     missing = exporter.unavailable()
     if missing is not None:
@@ -248,7 +254,7 @@ def _one_target(target: Target, exporter: Any, recipe: Recipe, source: SourceMod
         return Artifact(status=NOT_VALIDATED, error=f"not validated: {cannot_run}", error_kind="unsupported",
                         **files, **base)
     try:
-        metrics = _validate(final, source, evald, reference, original)
+        metrics = _validate(final, source, evald, reference, original, batch=batch)
     except Exception as exc:  # noqa: BLE001
         msg = str(exc) if isinstance(exc, EdgekitError) else f"{type(exc).__name__}: {exc}"
         say(f"  {target.display}: could not validate: {msg}")
@@ -278,7 +284,7 @@ def _file_sparsity(file: Path) -> dict[str, Any] | None:
 
 
 def _validate(file: Path, source: SourceModel, evald: Dataset, reference: list[np.ndarray],
-              original: list[np.ndarray] | None = None) -> dict[str, Any]:
+              original: list[np.ndarray] | None = None, *, batch: int | None = None) -> dict[str, Any]:
     """Metrics of the artifact against ``reference`` (the model converted).
 
     With ``original`` (the untouched source's outputs, when stages changed the model) the accuracy
@@ -291,8 +297,11 @@ def _validate(file: Path, source: SourceModel, evald: Dataset, reference: list[n
     # An engine's refusal is a BackendError from its backend (kind "engine"); anything else raised
     # here is ours, recorded as such by the caller.
     session = load(file)
-    # Feed by name: the artifact may order its inputs differently from the Keras model.
-    outs = run_batched(session, {s.name: a for s, a in zip(source.inputs, evald.inputs)})
+    if batch is None:
+        batch = batch_for(source, samples=evald.inputs)
+    # Feed by name: the artifact may order its inputs differently from the Keras model. The engine
+    # computes the same layers as the Keras model, so the batch sized for it bounds the engine too.
+    outs = run_batched(session, {s.name: a for s, a in zip(source.inputs, evald.inputs)}, batch_size=batch)
     ref_names = [s.name for s in source.outputs]
     if sorted(session.output_names) == sorted(ref_names):
         order = [session.output_names.index(n) for n in ref_names]  # match outputs by name

@@ -203,6 +203,9 @@ class Recipe:
         train_limit: Training samples drawn (seeded); ``None`` uses all.
         stages: Training-time stages applied in order before export, e.g.
             ``[{prune: {sparsity: 0.8}}, {qat: {}}]`` (see :mod:`edgekit.convert.stages.config`).
+        max_batch: Samples per model call when predicting reference outputs and validating
+            artifacts; ``None`` sizes batches from a memory budget and the model's input and
+            activation bytes (:func:`edgekit.convert.batching.batch_for`). Metrics do not depend on it.
     """
 
     model: str
@@ -219,6 +222,7 @@ class Recipe:
     train: str | None = None
     train_limit: int | None = None
     stages: tuple[Any, ...] = ()
+    max_batch: int | None = None
 
     def __post_init__(self) -> None:
         if not self.model or not isinstance(self.model, str):
@@ -236,6 +240,7 @@ class Recipe:
         for precision, items in self.tolerances:
             Tolerance.for_precision(precision, dict(items))  # validates names and values early
         positive_int(self.train_limit, "train_limit", allow_none=True, fix="null uses all the training data")
+        positive_int(self.max_batch, "max_batch", allow_none=True, fix="null sizes batches from the memory budget")
         object.__setattr__(self, "stages", parse_stages(self.stages))
 
     def tolerance(self, precision: str) -> Tolerance:
@@ -271,6 +276,7 @@ class Recipe:
             "train": self.train,
             "train_limit": self.train_limit,
             "stages": [s.to_value() for s in self.stages],
+            "max_batch": self.max_batch,
         }
 
     @classmethod

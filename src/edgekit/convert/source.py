@@ -159,8 +159,20 @@ class SourceModel:
                     f"cannot trace {self.name} into a SavedModel: {' '.join(str(exc).split())[:300]} [{cap.tail(2)}]"
                 ) from None
 
-    def predict(self, arrays: Sequence[np.ndarray], batch_size: int = 256) -> list[np.ndarray]:
-        """Reference outputs (float32 numpy, model order) for inputs given as one array per input."""
+    def predict(self, arrays: Sequence[np.ndarray], batch_size: int | None = None) -> list[np.ndarray]:
+        """Reference outputs (float32 numpy, model order) for inputs given as one array per input.
+
+        Args:
+            arrays: One array per input (memory-mapped arrays are read one batch at a time).
+            batch_size: Samples per model call; ``None`` sizes it from the model's input and
+                activation bytes (:func:`edgekit.convert.batching.batch_for`, default budget), so
+                only one batch of activations is alive at a time whatever the sample count. The
+                outputs do not depend on it.
+        """
+        if batch_size is None:
+            from edgekit.convert.batching import batch_for
+
+            batch_size = batch_for(self, samples=arrays)
         n = len(arrays[0])
         chunks: list[list[np.ndarray]] = []
         if self.kind == SAVED_MODEL:
