@@ -3,7 +3,9 @@ onnxruntime's quantization tools.
 
 The fp32 graph comes from :func:`edgekit.convert.exporters._tf2onnx.onnx_model` (SavedModel
 signature first, direct Keras trace as the fallback); every other precision is derived from it, so
-a recipe with four ONNX targets traces the model once.
+a recipe with four ONNX targets traces the model once. The route that made it is recorded in the
+artifact's notes (with why any earlier route was passed over) and in the file's metadata
+(``edgekit.tf2onnx_route``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any, ClassVar, Iterator, Mapping
 
 from edgekit import __version__
 from edgekit.quiet import captured_output
-from edgekit.convert.exporters._tf2onnx import DEFAULT_OPSET, OPSETS, missing_converter, onnx_model
+from edgekit.convert.exporters._tf2onnx import DEFAULT_OPSET, OPSETS, missing_converter, onnx_model, skipped_routes
 from edgekit.convert.exporters.base import ExporterBase, ExportResult, Option, layer_names
 from edgekit.errors import ConverterError, EdgekitError, ExportError
 
@@ -104,10 +106,12 @@ class ONNXExporter(ExporterBase):
                 tail = cap.tail(2)
                 extra = f" [{tail}]" if tail and tail not in msg else ""
                 raise ConverterError(TOOL, f"onnx:{precision} failed: {msg}{extra}") from None
-        _stamp(model, source, precision, used)
+        # The route goes in the file's metadata and the notes, not in options: it is an outcome, not a setting.
+        _stamp(model, source, precision, {**used, "tf2onnx_route": route})
         _save(model, Path(out))
         ins, outs = _read_specs(Path(out))
-        return ExportResult(inputs=ins, outputs=outs, options=used, notes=(f"tf2onnx route: {route}",))
+        notes = (f"tf2onnx route: {route}", *(f"tf2onnx passed over the {r}" for r in skipped_routes(source, opset)))
+        return ExportResult(inputs=ins, outputs=outs, options=used, notes=notes)
 
     # -- Int8Search: what the accuracy-aware int8 search asks of this format ----------------------
 
