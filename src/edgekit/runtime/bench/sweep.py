@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import zipfile
@@ -59,10 +60,19 @@ def bench_file(path: str | os.PathLike[str], config: BenchConfig = BenchConfig()
         >>> bench_file("model.tflite", BenchConfig(runs=20)).status  # doctest: +SKIP
         'ok'
     """
-    from edgekit.runtime.artifacts import verify_artifact
+    from edgekit.runtime.artifacts import open_artifact
     from edgekit.runtime.loader import load
 
     path = Path(path)
+
+    def open_session(check: bool) -> Session:
+        if artifact is None:
+            return load(path, num_threads=threads)
+        # Read once: the bytes whose size and sha256 are checked are the bytes the engine runs, and
+        # the engine must match the manifest entry (open_artifact does both, like load()).
+        entry = dataclasses.replace(artifact, path=path.name)
+        return open_artifact(path.parent, entry, verify=check, num_threads=threads)
+
     guessed = None if artifact else guess_precision(path)
     base = {
         "model": str(path),
@@ -79,22 +89,20 @@ def bench_file(path: str | os.PathLike[str], config: BenchConfig = BenchConfig()
     threads = config.threads_per_stream()
     streams: list[dict[str, Any]] = []
     try:
-        if artifact is not None and verify:
-            verify_artifact(path, artifact)
         # Import the engine first so load_ms is the model's load, not the library's import.
         get_backend(artifact.format if artifact else format_for_path(path)).unavailable()
         cold = cold_start_ms(path, threads) if config.cold_start else None
         before = throttling()
         reset_peak_rss()  # before the first load: the peak then covers every stream's Session
         t = time.perf_counter()
-        session = load(path, num_threads=threads)
-        load_ms = round((time.perf_counter() - t) * 1e3, 3)  # one Session's load, whatever the streams
+        session = open_session(verify)
+        load_ms = round((time.perf_counter() - t) * 1e3, 3)  # one Session's load (with its checks), whatever the streams
         if k == 1:
             timing = time_session(session, config)
         else:
             # One Session per stream: engines' interpreters are not thread-safe and a Session
             # serialises its calls, so K threads on one Session would time the lock.
-            sessions = [session] + [load(path, num_threads=threads) for _ in range(k - 1)]
+            sessions = [session] + [open_session(False) for _ in range(k - 1)]
             timing = time_streams(sessions, config)
             streams = timing.pop("streams")
             del sessions  # the extra Sessions go before the next artifact loads
