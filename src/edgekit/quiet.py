@@ -26,6 +26,10 @@ class Captured:
         return " | ".join(kept[-lines:])
 
 
+# Captures in force, innermost last: (the temp file's fd, [(fd, saved copy of the original fd)]).
+_ACTIVE: list[tuple[int, list[tuple[int, int]]]] = []
+
+
 @contextlib.contextmanager
 def captured_output(enabled: bool = True) -> Iterator[Captured]:
     """Redirect fds 1 and 2 to a temp file for the duration of the block.
@@ -44,7 +48,7 @@ def captured_output(enabled: bool = True) -> Iterator[Captured]:
         with contextlib.suppress(Exception):
             stream.flush()
     with tempfile.TemporaryFile(mode="w+b") as tmp:
-        saved = []
+        saved: list[tuple[int, int]] = []
         try:
             for fd in (1, 2):
                 saved.append((fd, os.dup(fd)))
@@ -55,9 +59,11 @@ def captured_output(enabled: bool = True) -> Iterator[Captured]:
                 os.close(old)
             yield cap
             return
+        _ACTIVE.append((tmp.fileno(), saved))
         try:
             yield cap
         finally:
+            _ACTIVE.remove((tmp.fileno(), saved))
             for stream in (sys.stdout, sys.stderr):
                 with contextlib.suppress(Exception):
                     stream.flush()
@@ -66,6 +72,42 @@ def captured_output(enabled: bool = True) -> Iterator[Captured]:
                 os.close(old)
             tmp.seek(0)
             cap.text = tmp.read().decode("utf-8", "replace")
+
+
+@contextlib.contextmanager
+def uncaptured() -> Iterator[None]:
+    """Inside :func:`captured_output`, give fds 1 and 2 back to the terminal for a moment.
+
+    For edgekit's own progress lines, printed from inside a converter's calibration loop while
+    the converter's noise is being captured.
+
+    Example:
+        >>> with captured_output() as cap:
+        ...     with uncaptured():
+        ...         pass  # what is printed here reaches the terminal
+        ...     os.write(1, b"noise\\n") and None
+        >>> cap.text
+        'noise\\n'
+    """
+    if not _ACTIVE:
+        yield
+        return
+    tmp_fd, saved = _ACTIVE[-1]
+    _flush()
+    for fd, old in saved:
+        os.dup2(old, fd)
+    try:
+        yield
+    finally:
+        _flush()
+        for fd, _ in saved:
+            os.dup2(tmp_fd, fd)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
 
 
 def quiet_tf_env() -> None:

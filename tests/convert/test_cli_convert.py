@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,14 +15,18 @@ import pytest
 NOISE = ("oneDNN", "cudart", "absl::InitializeLog", "XNNPACK delegate", "Saved artifact at", "tf.lite.Interpreter is deprecated")
 
 
-def edgekit(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def edgekit(*args: str, cwd: Path | None = None, **env_extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # prove edgekit quiets TF itself
+    env.update(env_extra)
     return subprocess.run([sys.executable, "-m", "edgekit.cli", *args], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=300)
 
 
 def test_convert_zoo_model_table_progress_and_quiet(tmp_path, digits_model):
-    r = edgekit("convert", "digits-cnn", "-t", "tflite:fp32", "-t", "tflite:int8", "-o", str(tmp_path / "out"))
+    # Interval 0: every calibration sample and validation batch reports (a 224x224 convert's
+    # cadence, every 10 s, on a model that takes a second).
+    r = edgekit("convert", "digits-cnn", "-t", "tflite:fp32", "-t", "tflite:int8", "-o", str(tmp_path / "out"),
+                EDGEKIT_PROGRESS_INTERVAL="0")
     assert r.returncode == 0, r.stderr
     assert "tflite:fp32" in r.stdout and "tflite:int8" in r.stdout and "passed" in r.stdout
     assert "reference accuracy" in " ".join(r.stdout.split())  # the title may wrap (long tmp paths)
@@ -29,8 +34,22 @@ def test_convert_zoo_model_table_progress_and_quiet(tmp_path, digits_model):
     assert "[1/2] tflite:fp32: converting" in r.stderr and "wrote" in r.stderr
     for noise in NOISE:
         assert noise not in r.stdout + r.stderr, noise
+    # Calibration reports from inside the TFLite converter (whose own output is captured), sample by sample.
+    calib = [ln for ln in r.stderr.splitlines() if "tflite:int8: calibration " in ln]
+    assert len(calib) == 180 and "calibration 180/180 samples (100%" in calib[-1], calib[-3:]
+    assert "tflite:fp32: calibration" not in r.stderr
+    for target in ("tflite:fp32", "tflite:int8"):
+        assert f"{target}: validation 256/359 samples (71%" in r.stderr
+        assert f"{target}: validation 359/359 samples (100%" in r.stderr
     m = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert [a["status"] for a in m["artifacts"]] == ["passed", "passed"]
+    # The table's last column is each target's seconds: its export plus its validation.
+    assert re.search(r"SNR dB\s*┃\s*s\s*┃", r.stdout), r.stdout
+    for a in m["artifacts"]:
+        assert 0 < a["validation"]["seconds"] < a["seconds"] + 60
+        row = next(ln for ln in r.stdout.splitlines() if f" {a['target']} " in ln)
+        shown = float(row.strip("│ ").split("│")[-1])
+        assert shown == pytest.approx(a["seconds"] + a["validation"]["seconds"], abs=0.051)
 
 
 def test_convert_failure_exits_1_and_keeps_other_artifacts(tmp_path, digits_model):

@@ -127,6 +127,12 @@ def _print_stages(manifest: Any) -> None:
                 click.echo(f"  {a.target}: {a.sparsity['sparsity'] * 100:.1f}% zero weights, {a.gzip_bytes / 1024:.1f} KiB gzipped")
 
 
+def _seconds(a: Any) -> float | None:
+    """A target's own seconds: its export plus its validation (None when it never got to export)."""
+    parts = [x for x in (a.seconds, (a.validation or {}).get("seconds")) if isinstance(x, (int, float))]
+    return sum(parts) if parts else None
+
+
 def _print_manifest(manifest: Any, out: Path) -> None:
     from edgekit.cli.table import render
 
@@ -147,10 +153,12 @@ def _print_manifest(manifest: Any, out: Path) -> None:
             fmt(_pct(v.get("top1_agreement")), ".1f"),
             fmt(v.get("max_abs_err"), ".2e"),
             fmt(v.get("snr_db"), ".1f"),
+            fmt(_seconds(a), ".1f"),
         ])
     ref = next((a.validation.get("reference_accuracy") for a in manifest.artifacts if a.validation), None)
     title = f"edgekit convert → {out}  (reference accuracy {ref:.2f}%)" if ref is not None else f"edgekit convert → {out}"
-    render(["target", "status", "KiB", "×fp32", "acc %", "Δacc", "top-1 %", "max abs err", "SNR dB"], rows, title=title)
+    render(["target", "status", "KiB", "×fp32", "acc %", "Δacc", "top-1 %", "max abs err", "SNR dB", "s"], rows,
+           title=title)
     for a in manifest.artifacts:
         if a.error:
             click.echo(f"  {a.target}: {a.error}")

@@ -23,6 +23,9 @@ from edgekit.convert import _files
 from edgekit.convert.batching import batch_for
 from edgekit.convert.exporters import check_target
 from edgekit.convert.exporters.base import require_calibration
+from edgekit.convert.memory import release_memory
+from edgekit.convert.progress import counter
+from edgekit.convert.progress import reporting as progress_lines
 from edgekit.convert.recipe import Recipe, Target
 from edgekit.convert.source import SourceModel, load_source
 from edgekit.convert.validate import compare, judge
@@ -106,8 +109,9 @@ def convert(recipe: Recipe | Mapping[str, Any], out_dir: str | os.PathLike[str],
     final_targets = []
     for i, target in enumerate(recipe.targets, 1):
         say(f"[{i}/{len(recipe.targets)}] {target.display}: converting")
-        art = _one_target(target, exporters[target.label], recipe, staged, calib, evald, reference, out, say, original,
-                          batch=batch)
+        with progress_lines(say, f"  {target.display}: "):
+            art = _one_target(target, exporters[target.label], recipe, staged, calib, evald, reference, out, say,
+                              original, batch=batch)
         if target.precision in ("int8", "int16x8"):
             from edgekit.convert import int8_aware
 
@@ -115,12 +119,14 @@ def convert(recipe: Recipe | Mapping[str, Any], out_dir: str | os.PathLike[str],
                 return _one_target(t, check_target(t.format, t.precision, t.opts), recipe, staged, calib, evald,
                                    reference, out, say, original, batch=batch)
 
-            art, target = int8_aware.after_int8(art, target, recipe, staged, calib, out, convert_one, say)
+            with progress_lines(say, f"  {target.display}: "):
+                art, target = int8_aware.after_int8(art, target, recipe, staged, calib, out, convert_one, say)
             art = int8_aware.checks(art, out, calib, evald, [s.name for s in source.inputs])
             for w in art.validation.get("calibration_warnings", []):
                 say(f"  {target.display}: warning: {w}")
         artifacts.append(art)
         final_targets.append(target)
+        release_memory()  # this target's converter graphs and engine: before the next one allocates its own
     # The saved recipe reproduces these artifacts without searching again (keep_float is recorded).
     recipe = recipe.replace(targets=tuple(final_targets))
 
@@ -253,6 +259,7 @@ def _one_target(target: Target, exporter: Any, recipe: Recipe, source: SourceMod
         say(f"  {target.display}: not validated: {cannot_run}")
         return Artifact(status=NOT_VALIDATED, error=f"not validated: {cannot_run}", error_kind="unsupported",
                         **files, **base)
+    t1 = time.perf_counter()
     try:
         metrics = _validate(final, source, evald, reference, original, batch=batch)
     except Exception as exc:  # noqa: BLE001
@@ -260,6 +267,7 @@ def _one_target(target: Target, exporter: Any, recipe: Recipe, source: SourceMod
         say(f"  {target.display}: could not validate: {msg}")
         return Artifact(status=ERROR, error=f"validation could not run: {msg}", error_kind=error_kind(exc),
                         **files, **base)
+    metrics["seconds"] = round(time.perf_counter() - t1, 3)  # validation's; the export's is the artifact's
     why = judge(metrics, recipe.tolerance(target.precision))
     metrics["tolerance"] = recipe.tolerance(target.precision).__dict__
     status = FAILED if why else PASSED
@@ -301,7 +309,8 @@ def _validate(file: Path, source: SourceModel, evald: Dataset, reference: list[n
         batch = batch_for(source, samples=evald.inputs)
     # Feed by name: the artifact may order its inputs differently from the Keras model. The engine
     # computes the same layers as the Keras model, so the batch sized for it bounds the engine too.
-    outs = run_batched(session, {s.name: a for s, a in zip(source.inputs, evald.inputs)}, batch_size=batch)
+    outs = run_batched(session, {s.name: a for s, a in zip(source.inputs, evald.inputs)}, batch_size=batch,
+                       progress=counter("validation", len(evald)))
     ref_names = [s.name for s in source.outputs]
     if sorted(session.output_names) == sorted(ref_names):
         order = [session.output_names.index(n) for n in ref_names]  # match outputs by name

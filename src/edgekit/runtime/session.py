@@ -10,7 +10,7 @@ Float <-> int8 conversion of feeds and outputs lives in :mod:`edgekit.runtime.qu
 from __future__ import annotations
 
 import threading
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -318,12 +318,13 @@ class Session:
 
 
 def run_batched(session: Session, inputs: "Sequence[np.ndarray] | Mapping[str, np.ndarray]",
-                batch_size: int = 64) -> list[np.ndarray]:
+                batch_size: int = 64, progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
     """Outputs (in output order) of ``session`` over whole arrays, in batches.
 
     ``inputs`` is a list in ``session.inputs`` order or, safer for several inputs, ``{name: array}``
     (converters may reorder inputs, e.g. TFLite sorts them by name). Falls back to one sample at a
-    time when the model's batch dimension is fixed.
+    time when the model's batch dimension is fixed. ``progress`` is called with the number of
+    samples done after each batch.
 
     Example:
         >>> outs = run_batched(session, {"image": x_eval})  # doctest: +SKIP
@@ -333,12 +334,17 @@ def run_batched(session: Session, inputs: "Sequence[np.ndarray] | Mapping[str, n
     n = len(inputs[0])
     if n == 0:
         raise InputError("no samples to run")
+    chunks: list[list[np.ndarray]] = []
     try:
-        session.run([a[: min(batch_size, n)] for a in inputs])
+        first = session.run([a[: min(batch_size, n)] for a in inputs])
+        chunks.append([first[name] for name in session.output_names])  # the probe is the first batch
     except InputError:
         batch_size = 1
-    chunks: list[list[np.ndarray]] = []
-    for start in range(0, n, batch_size):
+    for start in range(len(chunks) and batch_size, n, batch_size):
+        if progress is not None:
+            progress(start)
         res = session.run([a[start : start + batch_size] for a in inputs])
         chunks.append([res[name] for name in session.output_names])
+    if progress is not None:
+        progress(n)
     return [np.concatenate([c[i] for c in chunks]) for i in range(len(session.outputs))]

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 from edgekit.quiet import captured_output
 from edgekit.convert.tf_env import tf
 from edgekit.convert.exporters.base import ExporterBase, ExportResult, Option, layer_names
+from edgekit.convert.progress import counter
 from edgekit.errors import ConverterError, EdgekitError, RecipeError, UnsupportedError
 
 TOOL = "TFLite converter"
@@ -170,8 +171,10 @@ def _representative(calib: Any, source: Any):
     def gen():
         # Signature-based conversion accepts a dict keyed by input name, which keeps multi-input
         # models safe from the converter's own (alphabetical) input order.
-        for sample in calib.samples():
+        tick = counter("calibration", len(calib))
+        for done, sample in enumerate(calib.samples(), 1):
             yield dict(zip(names, sample))
+            tick(done)
 
     return gen
 
@@ -184,8 +187,10 @@ def positional_representative(exporter: Any, source: Any, calib: Any):
     """
     if len(source.inputs) == 1:
         def one():
-            for sample in calib.samples():
+            tick = counter("calibration", len(calib))
+            for done, sample in enumerate(calib.samples(), 1):
                 yield [sample[0]]
+                tick(done)
 
         return one
     import tempfile
@@ -198,8 +203,10 @@ def positional_representative(exporter: Any, source: Any, calib: Any):
     pos = [[s.name for s in source.inputs].index(n) for n in order]
 
     def gen():
-        for sample in calib.samples():
+        tick = counter("calibration", len(calib))
+        for done, sample in enumerate(calib.samples(), 1):
             yield [sample[i] for i in pos]
+            tick(done)
 
     return gen
 
