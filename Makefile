@@ -22,14 +22,16 @@ demo: venv
 	$(BIN)/edgekit bench $(OUT) --runs 200
 
 # pytest exits 5 when it collects no tests; make treats any non-zero exit as failure.
-# pytest-xdist runs one worker per core, whole modules per worker (a module's fixtures are built once);
+# pytest-xdist runs one worker per core, whole modules per worker (a module's fixtures are built once),
+# in the order tests/conftest.py sorts them (heaviest first: --no-loadscope-reorder keeps it);
 # tests/conftest.py builds the shared trained models and folders once for all workers.
 JOBS ?= auto
+XDIST := -n $(JOBS) --dist loadscope --no-loadscope-reorder
 test: venv
-	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadscope
+	$(BIN)/python -m pytest -q $(XDIST)
 
 test-fast: venv
-	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadscope -m "not slow"
+	$(BIN)/python -m pytest -q $(XDIST) -m "not slow"
 
 bench: venv
 	$(BIN)/python benchmarks/tflite_precisions.py

@@ -69,12 +69,46 @@ def digits_eval():
     return digits("eval")
 
 
-def pytest_collection_modifyitems(config, items):
-    """The zoo's tests start first: training the whole zoo is the longest chain of the run.
+# Seconds each heavy module took in one `make test` run (2 cores, junit times: setup + call +
+# teardown), heaviest first. make test hands whole modules to the workers in collection order
+# (--no-loadscope-reorder: xdist's default reorders them by test count, which put the 2-test,
+# 74-second arm64 module last), so sorting by cost is longest-first scheduling and the run does not
+# end with one worker alone on a long module. Unlisted modules are quick and keep their order.
+MODULE_SECONDS = {
+    "zoo/test_zoo_coverage.py": 425,  # trains the whole zoo (in two processes) first: the longest chain
+    "zoo/test_zoo_builders.py": 248,
+    "convert/formats/test_onnx_routes.py": 121,
+    "convert/test_accuracy_aware_e2e.py": 100,
+    "convert/stages/test_stage_cli.py": 83,
+    "convert/formats/test_format_matrix.py": 76,
+    "deploy/test_arm64.py": 74,
+    "convert/stages/test_stage_qat.py": 72,
+    "convert/test_cli_convert.py": 55,
+    "runtime/test_runtime_fuzz.py": 48,
+    "test_packaging.py": 46,
+    "zoo/test_zoo_cli.py": 39,
+    "convert/formats/test_format_coreml.py": 37,
+    "convert/stages/test_stage_prune.py": 34,
+    "deploy/test_attack.py": 33,
+    "runtime/test_probe.py": 32,
+    "zoo/test_zoo_recurrent.py": 31,
+    "convert/test_pipeline.py": 30,
+    "deploy/test_deploy_runtime_only.py": 29,
+    "test_format_plugin.py": 29,
+    "convert/stages/test_stage_digits.py": 28,
+    "convert/formats/test_format_cli.py": 24,
+    "runtime/test_runtime_loader.py": 21,
+    "runtime/test_runtime_session.py": 21,
+    "convert/test_source_models.py": 20,
+    "runtime/formats/test_backend_onnxruntime.py": 19,
+    "runtime/test_cli_bench.py": 18,
+}
 
-    ``make test`` schedules whole modules per worker (``--dist loadscope``), so a module's fixtures are
-    built once; zoo modules on different workers share the training through the cache lock.
-    """
-    zoo = [i for i in items if Path(str(i.fspath)).relative_to(REPO / "tests").parts[0] == "zoo"]
-    first = set(zoo)
-    items[:] = zoo + [i for i in items if i not in first]
+
+def pytest_collection_modifyitems(config, items):
+    """Modules in order of :data:`MODULE_SECONDS`, heaviest first (a stable sort keeps each together)."""
+
+    def cost(item) -> int:
+        return -MODULE_SECONDS.get(Path(str(item.fspath)).relative_to(REPO / "tests").as_posix(), 0)
+
+    items.sort(key=cost)
