@@ -132,3 +132,37 @@ def test_npy_data_is_memory_mapped_not_read_whole(tmp_path):
     x = ds.inputs[0]
     assert isinstance(x, np.memmap) or isinstance(x.base, np.memmap)
     assert not x.flags.writeable and ds.cast(["float32"]).inputs[0] is x  # no copy on the way in
+
+
+def test_uncompressed_npz_members_are_memory_mapped_compressed_ones_read(tmp_path):
+    from edgekit.calibration import open_dataset
+
+    x = np.arange(2 * 3 * 5, dtype=np.float32).reshape(2, 3, 5)
+    f = np.asfortranarray(np.arange(6, dtype=np.int16).reshape(2, 3))
+    np.savez(tmp_path / "s.npz", x0=x, x1=f, y=np.array([3, 1]))
+    np.savez_compressed(tmp_path / "c.npz", x=x, y=np.array([3, 1]))
+    stored = open_dataset(str(tmp_path / "s.npz"))
+    a, b = stored.inputs
+    mapped = lambda arr: isinstance(arr, np.memmap) or isinstance(arr.base, np.memmap)  # noqa: E731
+    assert mapped(a) and mapped(b) and not a.flags.writeable
+    np.testing.assert_array_equal(a, x)
+    np.testing.assert_array_equal(b, f)  # Fortran order honoured
+    assert stored.labels.tolist() == [3, 1] and stored.cast(["float32", "int16"]).inputs[0] is a
+    packed = open_dataset(str(tmp_path / "c.npz")).inputs[0]
+    assert not mapped(packed)
+    np.testing.assert_array_equal(packed, x)
+
+
+def test_a_mapped_npz_member_that_lies_about_its_size_is_read_normally(tmp_path):
+    """An entry whose .npy header claims more data than the zip entry holds is not mapped past it."""
+    import zipfile
+
+    from edgekit.calibration import open_dataset
+    from edgekit.errors import DataError
+
+    np.save(tmp_path / "x.npy", np.zeros((4, 4), np.float32))
+    raw = (tmp_path / "x.npy").read_bytes().replace(b"(4, 4)", b"(9, 4)")
+    with zipfile.ZipFile(tmp_path / "bad.npz", "w", zipfile.ZIP_STORED) as z:
+        z.writestr("x.npy", raw)
+    with pytest.raises(DataError, match="cannot read .*bad.npz as .npz"):
+        open_dataset(str(tmp_path / "bad.npz"))

@@ -152,7 +152,7 @@ def from_npz(path: str | os.PathLike, x_key: str | None = None, y_key: str | Non
             if not keys:
                 raise DataError(f"{p} contains no arrays: write it with np.savez(path, x=..., y=...)")
             x_names, y_name = _resolve_keys(keys, x_key, y_key, p)
-            xs = [npz[k] for k in x_names]
+            xs = [_member(p, npz, k) for k in x_names]
             y = npz[y_name] if y_name else None
             classes = npz[CLASSES_KEY] if CLASSES_KEY in keys and CLASSES_KEY not in x_names else None
     except DataError:
@@ -161,6 +161,67 @@ def from_npz(path: str | os.PathLike, x_key: str | None = None, y_key: str | Non
         raise DataError(f"cannot read {p} as .npz: {exc}: re-create it with np.savez (no object arrays)") from None
     names = () if classes is None or classes.dtype.kind != "U" else tuple(classes.tolist())
     return Dataset(tuple(xs), y, p.name, names)
+
+
+def _member(path: Path, npz: Any, key: str) -> np.ndarray:
+    """An ``.npz`` member, memory-mapped when it is stored uncompressed (``np.savez``), else read whole.
+
+    ``np.load`` ignores ``mmap_mode`` for ``.npz``; but an uncompressed zip entry is the ``.npy``
+    bytes at an offset of the file, so it maps like a ``.npy`` and a large eval set costs no
+    memory until its batches are read. Compressed members (``np.savez_compressed``) are read whole.
+    """
+    mapped = _mapped_member(path, f"{key}.npy")
+    return npz[key] if mapped is None else mapped
+
+
+def _mapped_member(path: Path, member: str) -> np.ndarray | None:
+    import struct
+
+    with zipfile.ZipFile(path) as zf:
+        try:
+            info = zf.getinfo(member)
+        except KeyError:
+            return None
+    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:  # compressed or encrypted
+        return None
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)
+        if len(local) != 30 or local[:4] != b"PK\x03\x04":
+            return None
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        start = info.header_offset + 30 + name_len + extra_len
+        f.seek(start)
+        try:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read(f)
+        except ValueError:
+            return None
+        offset = f.tell()
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if dtype.hasobject or offset - start + nbytes != info.file_size:  # the entry must be exactly this array
+        return None
+    if nbytes == 0:
+        return None  # nothing to map (mmap refuses length 0): the reader's copy is free
+    _check_crc(path, start, info)
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
+
+
+def _check_crc(path: Path, start: int, info: zipfile.ZipInfo) -> None:
+    """The zip entry's CRC-32, checked as reading it whole would (in 1 MiB reads: no memory kept)."""
+    import zlib
+
+    crc, left = 0, info.file_size
+    with open(path, "rb") as f:
+        f.seek(start)
+        while left:
+            chunk = f.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            crc, left = zlib.crc32(chunk, crc), left - len(chunk)
+    if left or crc != info.CRC:
+        raise zipfile.BadZipFile(f"Bad CRC-32 for file {info.filename!r}")
 
 
 def _is_npy(p: Path) -> bool:
@@ -175,7 +236,7 @@ def _load_npy(path: str | os.PathLike, what: str) -> tuple[Path, np.ndarray]:
         raise DataError(f"cannot read {p} as .npy: not a .npy file{hint}: write {what} with np.save(path, array)")
     try:
         # Memory-mapped, read-only: a large eval/calibration file is paged in one batch at a time
-        # by the loops that use it, not read whole (an .npz member, a zip entry, cannot be mapped).
+        # by the loops that use it, not read whole (so is an uncompressed .npz member: _member).
         return p, np.load(p, allow_pickle=False, mmap_mode="r")
     except (OSError, ValueError, EOFError) as exc:
         raise DataError(f"cannot read {p} as .npy: {exc}: re-create it with np.save (no object arrays)") from None
@@ -186,7 +247,8 @@ def from_npy(path: str | os.PathLike, labels_path: str | os.PathLike | None = No
 
     The arrays are memory-mapped read-only (``np.load(mmap_mode="r")``): samples are read from the
     file as batches need them, so a large file costs no memory until used. Prefer ``.npy`` over
-    ``.npz`` for large data: ``.npz`` members are zip entries (often compressed) and are read whole.
+    ``.npz`` for large data with ``np.savez_compressed``: compressed members are read whole
+    (:func:`from_npz` maps uncompressed ones).
 
     Example:
         >>> import os, tempfile, numpy as np
