@@ -114,6 +114,15 @@ class TFTRTBackend(BackendBase):
     engine_label: ClassVar[str] = "TF-TRT"
 
     def unavailable(self) -> EdgekitError | None:
+        if importlib.util.find_spec("tensorflow") is None:
+            return MissingDependencyError("tensorflow", "convert", f"TF-TRT models; {FIX}")
+        # TensorRT engines run on an NVIDIA GPU only. Looking for one costs microseconds; asking
+        # TensorFlow whether it was built with TensorRT means importing it (~4 s of CPU on a quiet
+        # machine, 20 s on a busy one), which `edgekit doctor` paid on every CPU-only device.
+        from edgekit.runtime.device import nvidia_gpus
+
+        if not nvidia_gpus():
+            return UnsupportedError(f"TF-TRT runs TensorRT engines on an NVIDIA GPU and none is visible here: {FIX}")
         try:
             if not tensorrt_enabled():
                 return UnsupportedError(f"this TensorFlow is not built with TensorRT: {FIX}")
