@@ -5,7 +5,8 @@ module is where the two meet: the model is resolved by :func:`edgekit.zoo.resolv
 provider that the pipeline calls at its load step (a zoo name is trained only after the recipe,
 the targets and the output folder were checked; a ``.keras`` file loads with the zoo's custom
 layers registered, so files written by ``edgekit zoo export`` convert in a fresh process).
-Everything else is the pipeline's, unchanged.
+Everything else is the pipeline's, unchanged (including where the files go on a ``multi_worker``
+cluster: only the chief writes ``out_dir``, see :func:`edgekit.convert.cluster.run_as_worker`).
 
 Importing this module imports no TensorFlow (the pipeline is imported on the first call).
 
@@ -40,7 +41,12 @@ def convert(recipe: "Recipe | Mapping[str, Any]", out_dir: str | os.PathLike[str
         model: An in-memory Keras model to use instead of ``recipe.model``.
 
     Returns:
-        The manifest (also written to ``out_dir/manifest.json``). Check ``manifest.ok``.
+        The manifest (also written to ``out_dir/manifest.json``). Check ``manifest.ok``. On a
+        ``multi_worker`` worker that is not the chief: the same manifest, but nothing is written
+        to ``out_dir`` (its artifacts were in a temporary folder, removed on return).
+
+    Raises:
+        RecipeError: A bad recipe, or ``multi_worker`` with a bad ``TF_CONFIG``.
 
     Example:
         >>> convert({"model": "mnist-mlp", "targets": ["onnx:fp32"]}, "out/", force=True).ok  # doctest: +SKIP

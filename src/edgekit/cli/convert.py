@@ -78,7 +78,11 @@ def convert(out_dir: str | None, list_targets: bool, force: bool, as_json: bool,
     if as_json:
         click.echo(json.dumps(manifest.to_dict(), indent=2))
     else:
-        _print_manifest(manifest, Path(out_dir))
+        from edgekit.convert.cluster import non_chief
+
+        worker = non_chief(s.fit.strategy for s in recipe.stages)
+        # A non-chief worker's files were in a temporary folder, now gone: its -o holds nothing.
+        _print_manifest(manifest, f"{worker.describe()}, not written" if worker else Path(out_dir))
         _print_stages(manifest)
     sys.exit(0 if manifest.ok else 1)
 
@@ -133,7 +137,7 @@ def _seconds(a: Any) -> float | None:
     return sum(parts) if parts else None
 
 
-def _print_manifest(manifest: Any, out: Path) -> None:
+def _print_manifest(manifest: Any, out: "Path | str") -> None:
     from edgekit.cli.table import render
 
     fp32: dict[str, int] = {}  # per format: an .mlpackage is compared with CoreML fp32, not with ONNX

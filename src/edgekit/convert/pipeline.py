@@ -69,6 +69,11 @@ def convert(recipe: Recipe | Mapping[str, Any], out_dir: str | os.PathLike[str],
     say = progress or _noop
     if not isinstance(recipe, Recipe):
         recipe = Recipe.from_dict(recipe)
+    from edgekit.convert.cluster import non_chief, run_as_worker
+
+    worker = non_chief(s.fit.strategy for s in recipe.stages)  # None off multi_worker, for the chief, when redirected
+    if worker is not None:  # trains in lockstep with the chief; its files go to a temporary folder it removes
+        return run_as_worker(worker, out_dir, lambda folder: convert(recipe, folder, progress=progress, model=model), say)
     out = Path(out_dir)
     exporters = {t.label: check_target(t.format, t.precision, t.opts) for t in recipe.targets}
     _prepare_out_dir(out, force)
