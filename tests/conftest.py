@@ -79,6 +79,7 @@ MODULE_SECONDS = {
     "zoo/test_zoo_builders.py": 248,
     "convert/formats/test_onnx_routes.py": 121,
     "convert/test_accuracy_aware_e2e.py": 100,
+    "convert/stages/test_multi_worker.py": 100,  # measured alone (new this round): two 2-process clusters
     "convert/stages/test_stage_cli.py": 83,
     "convert/formats/test_format_matrix.py": 76,
     "deploy/test_arm64.py": 74,
