@@ -44,9 +44,7 @@ def captured_output(enabled: bool = True) -> Iterator[Captured]:
     if not enabled or os.environ.get("EDGEKIT_VERBOSE"):
         yield cap
         return
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
+    _flush()
     with tempfile.TemporaryFile(mode="w+b") as tmp:
         saved: list[tuple[int, int]] = []
         try:
@@ -64,9 +62,7 @@ def captured_output(enabled: bool = True) -> Iterator[Captured]:
             yield cap
         finally:
             _ACTIVE.remove((tmp.fileno(), saved))
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(Exception):
-                    stream.flush()
+            _flush()
             for fd, old in saved:
                 os.dup2(old, fd)
                 os.close(old)

@@ -21,6 +21,7 @@ from edgekit import __version__, formats
 from edgekit.calibration import Dataset, open_dataset, random_like
 from edgekit.convert import _files
 from edgekit.convert.batching import batch_for
+from edgekit.convert.cluster import non_chief, run_as_worker
 from edgekit.convert.exporters import check_target
 from edgekit.convert.exporters.base import require_calibration
 from edgekit.convert.memory import release_memory
@@ -69,8 +70,6 @@ def convert(recipe: Recipe | Mapping[str, Any], out_dir: str | os.PathLike[str],
     say = progress or _noop
     if not isinstance(recipe, Recipe):
         recipe = Recipe.from_dict(recipe)
-    from edgekit.convert.cluster import non_chief, run_as_worker
-
     worker = non_chief(s.fit.strategy for s in recipe.stages)  # None off multi_worker, for the chief, when redirected
     if worker is not None:  # trains in lockstep with the chief; its files go to a temporary folder it removes
         return run_as_worker(worker, out_dir, lambda folder: convert(recipe, folder, progress=progress, model=model), say)

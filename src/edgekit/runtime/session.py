@@ -340,7 +340,7 @@ def run_batched(session: Session, inputs: "Sequence[np.ndarray] | Mapping[str, n
         chunks.append([first[name] for name in session.output_names])  # the probe is the first batch
     except InputError:
         batch_size = 1
-    for start in range(len(chunks) and batch_size, n, batch_size):
+    for start in range(batch_size if chunks else 0, n, batch_size):  # after the probe's batch, if it ran
         if progress is not None:
             progress(start)
         res = session.run([a[start : start + batch_size] for a in inputs])

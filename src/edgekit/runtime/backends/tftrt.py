@@ -22,9 +22,16 @@ FIX = ("run it where TensorFlow has TensorRT (NVIDIA's TensorFlow for Jetson, th
        "or an NGC tensorflow container), or use the onnx / tensorrt artifacts instead")
 
 
-def _tf() -> Any:
+def _missing_tf() -> MissingDependencyError | None:
     if importlib.util.find_spec("tensorflow") is None:
-        raise MissingDependencyError("tensorflow", "convert", f"TF-TRT models; {FIX}")
+        return MissingDependencyError("tensorflow", "convert", f"TF-TRT models; {FIX}")
+    return None
+
+
+def _tf() -> Any:
+    missing = _missing_tf()
+    if missing is not None:
+        raise missing
     from edgekit.quiet import captured_output, quiet_tf_env
 
     quiet_tf_env()
@@ -114,8 +121,9 @@ class TFTRTBackend(BackendBase):
     engine_label: ClassVar[str] = "TF-TRT"
 
     def unavailable(self) -> EdgekitError | None:
-        if importlib.util.find_spec("tensorflow") is None:
-            return MissingDependencyError("tensorflow", "convert", f"TF-TRT models; {FIX}")
+        missing = _missing_tf()
+        if missing is not None:
+            return missing
         # TensorRT engines run on an NVIDIA GPU only. Looking for one costs microseconds; asking
         # TensorFlow whether it was built with TensorRT means importing it (~4 s of CPU on a quiet
         # machine, 20 s on a busy one), which `edgekit doctor` paid on every CPU-only device.
@@ -123,11 +131,8 @@ class TFTRTBackend(BackendBase):
 
         if not nvidia_gpus():
             return UnsupportedError(f"TF-TRT runs TensorRT engines on an NVIDIA GPU and none is visible here: {FIX}")
-        try:
-            if not tensorrt_enabled():
-                return UnsupportedError(f"this TensorFlow is not built with TensorRT: {FIX}")
-        except MissingDependencyError as exc:
-            return exc
+        if not tensorrt_enabled():
+            return UnsupportedError(f"this TensorFlow is not built with TensorRT: {FIX}")
         return None
 
     def open(self, path: Path, **options: Any) -> TFTRTEngine:
