@@ -7,17 +7,26 @@ stacked up instead of each reusing the last one's memory. After the collection, 
 ``malloc_trim`` returns the freed heap pages to the system (glibc keeps them in its arenas
 otherwise, and peak RSS would count them again as soon as another thread's arena grows).
 
+A full collection walks every object the process holds: about 0.45 s once TensorFlow and a model
+are loaded (400,000 objects), which at two collections per target cost a digits convert more than
+its conversions did. Inside :func:`collect_new_only` the objects that were alive when it began are
+frozen (``gc.freeze``), so each collection walks only what the targets made since.
+
 Example:
     >>> release_memory()  # any time; a no-op beyond a gc pass where glibc is absent
+    >>> with collect_new_only():
+    ...     release_memory()  # walks only the objects made inside the block
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import functools
 import gc
 import sys
+from collections.abc import Iterator
 
 
 @functools.lru_cache(maxsize=1)
@@ -39,4 +48,24 @@ def release_memory() -> None:
         trim(0)
 
 
-__all__ = ["release_memory"]
+@contextlib.contextmanager
+def collect_new_only() -> Iterator[None]:
+    """Within the block, collections leave out the objects that were alive when it began.
+
+    The block starts with one full :func:`release_memory`, so no garbage is frozen with the live
+    objects, and ends with ``gc.unfreeze``: what the block left behind (the source model, once the
+    caller drops it) is collected as usual afterwards. A process that froze its own heap (a
+    pre-fork server) is left as it is, and its collections stay full ones.
+    """
+    if gc.get_freeze_count():
+        yield
+        return
+    release_memory()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+__all__ = ["collect_new_only", "release_memory"]

@@ -1,0 +1,52 @@
+"""edgekit.convert.memory: collections that leave out what was alive before a conversion."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+from edgekit.convert.memory import collect_new_only, release_memory
+
+
+class Node:
+    """A reference cycle: only the cycle collector frees it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_collections_inside_the_block_skip_the_frozen_heap_and_free_new_cycles():
+    before = Node()
+    dead_before = weakref.ref(before)
+    del before  # garbage when the block starts: collected by its opening collection, never frozen
+    with collect_new_only():
+        assert dead_before() is None
+        frozen = gc.get_freeze_count()
+        assert frozen > 1000  # the test process's modules and objects
+        new = Node()
+        dead_new = weakref.ref(new)
+        del new
+        release_memory()
+        assert dead_new() is None  # a cycle made inside is freed by the young collection
+        assert gc.get_freeze_count() == frozen  # and nothing made inside was frozen
+    assert gc.get_freeze_count() == 0  # everything is collectable again afterwards
+
+
+def test_a_heap_the_process_froze_itself_is_left_frozen():
+    gc.freeze()
+    try:
+        own = gc.get_freeze_count()
+        with collect_new_only():
+            assert gc.get_freeze_count() == own
+        assert gc.get_freeze_count() == own  # not unfrozen behind the process's back
+    finally:
+        gc.unfreeze()
+
+
+def test_the_block_unfreezes_when_the_conversion_raises():
+    try:
+        with collect_new_only():
+            raise ValueError("a target failed")
+    except ValueError:
+        pass
+    assert gc.get_freeze_count() == 0
