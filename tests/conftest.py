@@ -15,8 +15,11 @@ from pathlib import Path
 
 import pytest
 
-# Keep the user's ~/.cache out of tests and the tests out of it.
-os.environ.setdefault("EDGEKIT_CACHE", tempfile.mkdtemp(prefix="edgekit-test-cache-"))
+# Keep the user's ~/.cache out of tests and the tests out of it. The process that makes the folder
+# (pytest itself; xdist workers inherit it) removes it at the end: 27 MB of trained zoo models a run.
+OWN_CACHE = None
+if "EDGEKIT_CACHE" not in os.environ:
+    OWN_CACHE = os.environ["EDGEKIT_CACHE"] = tempfile.mkdtemp(prefix="edgekit-test-cache-")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("EDGEKIT_RESULTS", os.path.join(os.environ["EDGEKIT_CACHE"], "results.sqlite"))
 
@@ -104,6 +107,13 @@ MODULE_SECONDS = {
     "runtime/formats/test_backend_onnxruntime.py": 19,
     "runtime/test_cli_bench.py": 18,
 }
+
+
+def pytest_unconfigure(config):
+    if OWN_CACHE is not None:
+        import shutil
+
+        shutil.rmtree(OWN_CACHE, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):
