@@ -107,6 +107,7 @@ def _convert_source(recipe: Recipe, source: SourceModel, exporters: Mapping[str,
     batch = batch_for(source, max_batch=recipe.max_batch, samples=evald.inputs)
     say(f"reference outputs on {len(evald)} eval samples ({eval_note}), {batch} per batch")
     reference = source.predict(list(evald.inputs), batch_size=batch)
+    release_memory()  # the eager prediction's freed heap (650 MiB at 224x224) goes back before the first target
 
     # Stages train a copy; artifacts are exported from it and checked two ways: fidelity against
     # the model actually converted, accuracy against the untouched source (see _validate).
