@@ -64,6 +64,15 @@ MIN_SLOT_CALLS = 3  # timed calls per slot, after its untimed one, unless MIN_RO
 MIN_ROUNDS = 3  # a median of fewer per-round medians is not robust to one disturbed round
 WARMUP_SHARE = 0.15  # of the budget, for warm-up (the rest is the timed rounds)
 MAX_CALLS_PER_SLOT = 1000
+# Before each slot, wait (untimed) until the previous candidate's engine threads stop spinning:
+# onnxruntime's pool spins for tens of ms after a run, and a LiteRT int8 MobileNetV2 224² timed
+# right after an ONNX one measured 17.6 ms instead of 8.9 ms (2 cores), so the candidate after
+# it lost whatever it was. Quiet = this process used under QUIET_SHARE of one core for a SETTLE_STEP.
+SETTLE_STEP = 0.004
+QUIET_SHARE = 0.1
+SETTLE_MAX = 0.25
+# Part of the cache key: decisions timed the old way (no settling) are measured again.
+TIMING_METHOD = 2
 
 
 # ------------------------------------------------------------------ cache
@@ -83,6 +92,7 @@ def cache_key(manifest: Manifest, device_key: str, batch_size: int, num_threads:
     """
     facts = {
         "schema": SCHEMA,
+        "timing": TIMING_METHOD,
         "device": device_key,
         "artifacts": [[a.target, a.status, a.sha256] for a in manifest.artifacts],
         "batch_size": batch_size,
@@ -238,12 +248,33 @@ def _open(folder: Path, artifacts: Sequence[Artifact], batch_size: int, num_thre
     return slots
 
 
+def settle(max_s: float = SETTLE_MAX) -> float:
+    """Wait until no thread of this process is busy (an engine's pool spinning), at most ``max_s``.
+
+    Returns the seconds waited. "Busy" is measured, not guessed: the process's CPU time over each
+    short sleep of the calling thread, which works for any engine's threads.
+
+    Example:
+        >>> settle() < SETTLE_MAX  # nothing spinning: one short step
+        True
+    """
+    t_start = time.perf_counter()
+    while True:
+        c0, w0 = time.process_time(), time.perf_counter()
+        time.sleep(SETTLE_STEP)
+        busy = (time.process_time() - c0) / max(time.perf_counter() - w0, 1e-9)
+        waited = time.perf_counter() - t_start
+        if busy < QUIET_SHARE or waited >= max_s:
+            return waited
+
+
 def _measure(slots: list[_Slot], budget: float, rounds: int) -> None:
     n = len(slots)
     # Warm-up: at least two calls each (the first one after loading is already done), at most its
     # share of the budget; the median of these is the per-call estimate that sizes the slots.
     warm_each = budget * WARMUP_SHARE / n
     for s in slots:
+        settle()
         times, t0 = [], time.perf_counter()
         while len(times) < 2 or (time.perf_counter() - t0 < warm_each and len(times) < 50):
             times.append(s.call())
@@ -262,11 +293,13 @@ def _measure(slots: list[_Slot], budget: float, rounds: int) -> None:
             calls = min(MIN_SLOT_CALLS, timed / (MIN_ROUNDS * n * est) - 1)
         s.calls = int(min(MAX_CALLS_PER_SLOT, max(1, calls)))
     t0 = time.perf_counter()
-    r = 0
+    r, waited = 0, 0.0
     # Stop when the timed budget is spent (a model slower than its estimate gets fewer rounds, not
-    # more time), but never before MIN_ROUNDS rounds: a median of fewer is not robust.
-    while r < MIN_ROUNDS or (r < rounds and time.perf_counter() - t0 < timed):
+    # more time), but never before MIN_ROUNDS rounds: a median of fewer is not robust. Settling
+    # is not part of the budget.
+    while r < MIN_ROUNDS or (r < rounds and time.perf_counter() - t0 - waited < timed):
         for s in slots[r % n:] + slots[:r % n]:  # rotate so nobody always runs right after the same neighbour
+            waited += settle()
             if s.calls >= 2:
                 s.call()  # untimed: re-warm after the previous candidate (for one-call slots it would double the cost)
             s.rounds.append([s.call() for _ in range(s.calls)])
@@ -400,5 +433,5 @@ def _check_args(batch_size: int, num_threads: int | None, budget: float, max_acc
         raise InputError(f"tie must be in [0, 1), got {tie}")
 
 
-__all__ = ["DEFAULT_BUDGET", "PICK_NAME", "SCHEMA", "TIE", "Pick", "Timing", "accuracy_drop_bound", "cache_key",
+__all__ = ["DEFAULT_BUDGET", "PICK_NAME", "SCHEMA", "TIE", "settle", "Pick", "Timing", "accuracy_drop_bound", "cache_key",
            "candidates", "decide", "float_feeds", "pick", "user_cache_file", "validation_summary", "write_folder_pick"]
