@@ -338,7 +338,7 @@ def test_settle_waits_while_a_thread_of_this_process_is_busy_and_not_when_it_is_
 
     import numpy as np
 
-    from edgekit.runtime.pick import SETTLE_MAX, settle
+    from edgekit.runtime.bench.timing import SETTLE_MAX, settle
 
     assert settle() < 0.1  # quiet: back after one step of SETTLE_STEP (room for a slow sleep on a busy box)
     a = np.random.default_rng(0).random(1 << 16)

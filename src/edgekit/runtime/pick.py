@@ -53,6 +53,7 @@ import numpy as np
 from edgekit.checks import positive_int
 from edgekit.errors import EdgekitError, InputError, ModelError
 from edgekit.manifest import Artifact, Manifest, atomic_write_bytes
+from edgekit.runtime.bench.timing import settle
 from edgekit.runtime.choose import PICK_SCHEMA as SCHEMA
 from edgekit.runtime.choose import TIE, Pick, Timing, accuracy_drop_bound, candidates, decide, validation_summary
 
@@ -64,14 +65,7 @@ MIN_SLOT_CALLS = 3  # timed calls per slot, after its untimed one, unless MIN_RO
 MIN_ROUNDS = 3  # a median of fewer per-round medians is not robust to one disturbed round
 WARMUP_SHARE = 0.15  # of the budget, for warm-up (the rest is the timed rounds)
 MAX_CALLS_PER_SLOT = 1000
-# Before each slot, wait (untimed) until the previous candidate's engine threads stop spinning:
-# onnxruntime's pool spins for tens of ms after a run, and a LiteRT int8 MobileNetV2 224² timed
-# right after an ONNX one measured 17.6 ms instead of 8.9 ms (2 cores), so the candidate after
-# it lost whatever it was. Quiet = this process used under QUIET_SHARE of one core for a SETTLE_STEP.
-SETTLE_STEP = 0.004
-QUIET_SHARE = 0.1
-SETTLE_MAX = 0.25
-# Part of the cache key: decisions timed the old way (no settling) are measured again.
+# Part of the cache key: decisions timed the old way (no settling, see bench.timing.settle) are measured again.
 TIMING_METHOD = 2
 
 
@@ -248,26 +242,6 @@ def _open(folder: Path, artifacts: Sequence[Artifact], batch_size: int, num_thre
     return slots
 
 
-def settle(max_s: float = SETTLE_MAX) -> float:
-    """Wait until no thread of this process is busy (an engine's pool spinning), at most ``max_s``.
-
-    Returns the seconds waited. "Busy" is measured, not guessed: the process's CPU time over each
-    short sleep of the calling thread, which works for any engine's threads.
-
-    Example:
-        >>> settle() < SETTLE_MAX  # nothing spinning: one short step
-        True
-    """
-    t_start = time.perf_counter()
-    while True:
-        c0, w0 = time.process_time(), time.perf_counter()
-        time.sleep(SETTLE_STEP)
-        busy = (time.process_time() - c0) / max(time.perf_counter() - w0, 1e-9)
-        waited = time.perf_counter() - t_start
-        if busy < QUIET_SHARE or waited >= max_s:
-            return waited
-
-
 def _measure(slots: list[_Slot], budget: float, rounds: int) -> None:
     n = len(slots)
     # Warm-up: at least two calls each (the first one after loading is already done), at most its
@@ -433,5 +407,5 @@ def _check_args(batch_size: int, num_threads: int | None, budget: float, max_acc
         raise InputError(f"tie must be in [0, 1), got {tie}")
 
 
-__all__ = ["DEFAULT_BUDGET", "PICK_NAME", "SCHEMA", "TIE", "settle", "Pick", "Timing", "accuracy_drop_bound", "cache_key",
+__all__ = ["DEFAULT_BUDGET", "PICK_NAME", "SCHEMA", "TIE", "Pick", "Timing", "accuracy_drop_bound", "cache_key",
            "candidates", "decide", "float_feeds", "pick", "user_cache_file", "validation_summary", "write_folder_pick"]

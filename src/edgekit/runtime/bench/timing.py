@@ -32,6 +32,36 @@ from edgekit.runtime.device import describe_throttled
 from edgekit.runtime.session import Session
 
 
+# Before timing a model, wait (untimed) until the previous one's engine threads stop spinning:
+# onnxruntime's pool spins for tens of ms after a run. A LiteRT int8 MobileNetV2 224² timed right
+# after an ONNX one measured 17.6 ms instead of 8.9 ms (2 cores), so pick ranked whatever came
+# after an ONNX candidate last, and bench's 10 warm-up calls of a digits model fit inside the
+# spin. Quiet = this process used under QUIET_SHARE of one core during a SETTLE_STEP.
+SETTLE_STEP = 0.004
+QUIET_SHARE = 0.1
+SETTLE_MAX = 0.25
+
+
+def settle(max_s: float = SETTLE_MAX) -> float:
+    """Wait until no thread of this process is busy (an engine's pool spinning), at most ``max_s``.
+
+    Returns the seconds waited. "Busy" is measured, not guessed: the process's CPU time over each
+    short sleep of the calling thread, which works for any engine's threads.
+
+    Example:
+        >>> settle() < SETTLE_MAX  # nothing spinning: one short step
+        True
+    """
+    t_start = time.perf_counter()
+    while True:
+        c0, w0 = time.process_time(), time.perf_counter()
+        time.sleep(SETTLE_STEP)
+        busy = (time.process_time() - c0) / max(time.perf_counter() - w0, 1e-9)
+        waited = time.perf_counter() - t_start
+        if busy < QUIET_SHARE or waited >= max_s:
+            return waited
+
+
 def synthetic_feeds(specs: Sequence[TensorSpec], batch_size: int, seed: int = 0) -> list[np.ndarray]:
     """Random engine-dtype inputs of the right shape (latency does not depend on values here).
 
@@ -129,6 +159,7 @@ def time_session(session: Session, config: BenchConfig, feeds: Sequence[np.ndarr
         20
     """
     arrays = session.prepare(list(feeds) if feeds is not None else synthetic_feeds(session.inputs, config.batch_size, config.seed))
+    settle()  # the previous artifact's engine pool may still be spinning
     t = time.perf_counter()
     session.run_prepared(arrays)
     first_ms = (time.perf_counter() - t) * 1e3
@@ -191,6 +222,7 @@ def time_streams(sessions: Sequence[Session], config: BenchConfig,
     arrays = [s.prepare(list(feeds) if feeds is not None else synthetic_feeds(s.inputs, config.batch_size, config.seed))
               for s in sessions]
     first_ms = []
+    settle()  # the previous artifact's engine pool may still be spinning
     for s, a in zip(sessions, arrays):
         t = time.perf_counter()
         s.run_prepared(a)
