@@ -78,34 +78,29 @@ def digits_eval():
 # 74-second arm64 module last), so sorting by cost is longest-first scheduling and the run does not
 # end with one worker alone on a long module. Unlisted modules are quick and keep their order.
 MODULE_SECONDS = {
-    "zoo/test_zoo_coverage.py": 425,  # trains the whole zoo (in two processes) first: the longest chain
-    "zoo/test_zoo_builders.py": 248,
-    "convert/formats/test_onnx_routes.py": 121,
-    "convert/test_accuracy_aware_e2e.py": 100,
-    "convert/stages/test_multi_worker.py": 100,  # measured alone (new this round): two 2-process clusters
-    "convert/stages/test_stage_cli.py": 83,
-    "convert/formats/test_format_matrix.py": 76,
-    "deploy/test_arm64.py": 74,
-    "convert/stages/test_stage_qat.py": 72,
-    "convert/test_cli_convert.py": 55,
-    "runtime/test_runtime_fuzz.py": 48,
-    "test_packaging.py": 46,
-    "zoo/test_zoo_cli.py": 39,
-    "convert/formats/test_format_coreml.py": 37,
-    "convert/stages/test_stage_prune.py": 34,
+    "zoo/test_zoo_coverage.py": 414,  # trains the whole zoo (in two processes) first: the longest chain
+    "zoo/test_zoo_builders.py": 260,  # waits ~190 s of it for the zoo training the module above started
+    "convert/stages/test_multi_worker.py": 99,
+    "deploy/test_arm64.py": 88,
+    "convert/formats/test_onnx_routes.py": 73,
+    "convert/test_accuracy_aware_e2e.py": 61,
+    "convert/stages/test_stage_qat.py": 57,
+    "runtime/test_runtime_fuzz.py": 53,
+    "convert/stages/test_stage_cli.py": 51,
+    "convert/test_cli_convert.py": 48,
+    "convert/stages/test_stage_prune.py": 38,
+    "convert/stages/test_stage_digits.py": 33,
     "deploy/test_attack.py": 33,
-    "runtime/test_probe.py": 32,
-    "zoo/test_zoo_recurrent.py": 31,
-    "convert/test_pipeline.py": 30,
-    "deploy/test_deploy_runtime_only.py": 29,
-    "test_format_plugin.py": 29,
-    "convert/stages/test_stage_digits.py": 28,
-    "convert/formats/test_format_cli.py": 24,
-    "runtime/test_runtime_loader.py": 21,
-    "runtime/test_runtime_session.py": 21,
-    "convert/test_source_models.py": 20,
-    "runtime/formats/test_backend_onnxruntime.py": 19,
-    "runtime/test_cli_bench.py": 18,
+    "zoo/test_zoo_cli.py": 30,
+    "test_packaging.py": 29,
+    "deploy/test_deploy_runtime_only.py": 28,
+    "convert/test_source_models.py": 27,
+    "convert/test_pipeline.py": 26,
+    "convert/formats/test_format_cli.py": 23,
+    "runtime/test_cli_bench.py": 21,
+    "convert/formats/test_format_matrix.py": 20,
+    "zoo/test_zoo_recurrent.py": 17,
+    "convert/formats/test_format_coreml.py": 16,
 }
 
 
