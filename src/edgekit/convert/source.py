@@ -427,8 +427,9 @@ def _save_tf_keras(t: Any, model: Any, serve: Any, sig: list[Any], path: str) ->
 
     Tracking the model itself makes tf_keras serialise a traced call function for every layer
     (what ``tf_keras.models.load_model`` would need, and no converter reads): a tf_keras
-    EfficientNetB0 ``.h5`` went from load to checked ONNX in 76 s that way, 31 s this way. A model that owns other
-    resources (a lookup table, an asset) is refused as "untracked" that way and is saved the full way.
+    EfficientNetB0 ``.h5`` went from load to checked ONNX in 76 s that way, 31 s this way. A model
+    that owns other resources (a lookup table, an asset) is refused as "untracked" by the narrow
+    save and is saved the full way.
     """
     fn = t.function(serve, input_signature=sig)
     concrete = fn.get_concrete_function()

@@ -12,7 +12,10 @@ How it times, and why:
   slot being ~``budget / (10 * candidates)``): a noisy neighbour or a frequency change then hits all
   candidates alike instead of whichever ran during it. Each slot starts with one untimed call and
   has at least three timed ones: the first call after another model ran pays for evicted caches and
-  sleeping thread pools, which a service running one model does not.
+  sleeping thread pools, which a service running one model does not. Before each slot it waits,
+  untimed, until the previous candidate's engine threads stop spinning
+  (:func:`edgekit.runtime.bench.timing.settle`): an onnxruntime pool spins for tens of ms after
+  a run and halved the speed of whichever candidate came next.
 * A candidate's p50 is the **median of its per-round medians**: robust to a whole round disturbed.
 * What is timed is ``session.run(float feeds)``, what a caller pays: for int8 I/O that includes
   quantizing the input and dequantizing the output.
