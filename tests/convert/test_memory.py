@@ -28,7 +28,7 @@ def test_collections_inside_the_block_skip_the_frozen_heap_and_free_new_cycles()
         del new
         release_memory()
         assert dead_new() is None  # a cycle made inside is freed by the young collection
-        assert gc.get_freeze_count() == frozen  # and nothing made inside was frozen
+        assert gc.get_freeze_count() <= frozen  # nothing made inside was frozen (frozen objects may die: fewer)
     assert gc.get_freeze_count() == 0  # everything is collectable again afterwards
 
 
