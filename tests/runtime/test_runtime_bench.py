@@ -199,27 +199,76 @@ def test_flat_row_for_csv(results):
 
 def test_settle_waits_while_a_thread_of_this_process_is_busy_and_not_when_it_is_quiet():
     # What keeps one candidate's spinning engine pool (onnxruntime's, tens of ms after each run)
-    # out of the next candidate's timing: the process's own CPU time over short sleeps.
+    # out of the next candidate's timing. It must hold on a contended box too (the suite runs 2
+    # workers on 2 cores): a CPU-share test alone once read a descheduled spinner as quiet.
     import threading
     import time
 
     from edgekit.runtime.bench.timing import SETTLE_MAX, settle
 
     assert settle() < 0.1  # quiet: back after one step of SETTLE_STEP (room for a slow sleep on a busy box)
-    a = np.random.default_rng(0).random(1 << 16)
-    busy_s = 0.12
-    started = threading.Event()
+    a = np.random.default_rng(0).random(1 << 18)  # one sort ~10 ms, GIL released: a native thread burning a core
+    busy_s = 0.15
+    started, stop = threading.Event(), threading.Event()
 
-    def spin() -> None:  # numpy releases the GIL in sort: a native thread burning a core, as a pool does
+    def spin() -> None:
         end = time.perf_counter() + busy_s
         started.set()
         while time.perf_counter() < end:
             np.sort(a)
+        stop.wait()  # blocked, as an idle pool thread is
 
-    t = threading.Thread(target=spin)
+    t = threading.Thread(target=spin, daemon=True)  # a failed assert must not hang the worker
     t.start()
-    started.wait()
-    waited = settle()
-    t.join()
-    assert waited <= SETTLE_MAX + 0.05
-    assert waited >= min(SETTLE_MAX, busy_s) * 0.5, waited  # it waited for the spinner, not one step
+    try:
+        started.wait()
+        t0 = time.perf_counter()
+        waited = settle()
+        left = busy_s - (time.perf_counter() - t0)
+        assert waited <= SETTLE_MAX + 0.05
+        assert waited >= min(SETTLE_MAX, busy_s) * 0.5, waited  # it waited for the spinner, not one step
+        time.sleep(max(left, 0) + 0.1)  # its last sort ends, then it blocks as an idle pool thread does
+        assert settle() < 0.1
+    finally:
+        stop.set()
+        t.join()
+
+
+def test_runnable_threads_counts_a_spinning_thread_and_not_a_blocked_one():
+    import sys
+    import threading
+    import time
+
+    from edgekit.runtime.bench.timing import runnable_threads
+
+    if not sys.platform.startswith("linux"):
+        assert runnable_threads() is None or runnable_threads() >= 0
+        return
+    a = np.random.default_rng(0).random(1 << 20)  # one sort ~60 ms
+    go, stop, parking, parked = (threading.Event() for _ in range(4))
+
+    def spin() -> None:
+        go.set()
+        while not stop.is_set():
+            np.sort(a)
+        parking.set()
+        parked.wait()  # blocked, as an idle pool thread is
+
+    t = threading.Thread(target=spin, daemon=True)  # a failed assert must not hang the worker
+    t.start()
+    try:
+        go.wait()
+        seen = [runnable_threads() for _ in range(5)]
+        stop.set()
+        assert max(seen) >= 1, seen  # state R, on the CPU or waiting for one
+        parking.wait()
+        # Once it blocks it is not counted (another thread of the test process may wake now and then).
+        deadline, zero = time.perf_counter() + 1.0, False
+        while not zero and time.perf_counter() < deadline:
+            zero = runnable_threads() == 0
+            time.sleep(0.002)
+        assert zero
+    finally:
+        stop.set()
+        parked.set()
+        t.join()

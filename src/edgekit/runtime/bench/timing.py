@@ -36,17 +36,51 @@ from edgekit.runtime.session import Session
 # onnxruntime's pool spins for tens of ms after a run. A LiteRT int8 MobileNetV2 224² timed right
 # after an ONNX one measured 17.6 ms instead of 8.9 ms (2 cores), so pick ranked whatever came
 # after an ONNX candidate last, and bench's 10 warm-up calls of a digits model fit inside the
-# spin. Quiet = this process used under QUIET_SHARE of one core during a SETTLE_STEP.
+# spin. Busy = another thread of this process is runnable (Linux: state R in /proc/self/task, which
+# a spinning thread keeps even while a contended box has it off the CPU), or this process used
+# QUIET_SHARE of one core or more during a SETTLE_STEP (any OS; a thread between two native calls
+# can be waiting for the GIL, not runnable, yet it just burned the step).
 SETTLE_STEP = 0.004
 QUIET_SHARE = 0.1
 SETTLE_MAX = 0.25
+_TASKS = "/proc/self/task"
+
+
+def runnable_threads() -> int | None:
+    """How many other threads of this process are runnable now (Linux); ``None`` where unknown.
+
+    Example:
+        >>> n = runnable_threads()
+        >>> n is None or n >= 0
+        True
+    """
+    me = threading.get_native_id()
+    try:
+        tids = os.listdir(_TASKS)
+    except OSError:
+        return None
+    n = 0
+    for tid in tids:
+        if tid == str(me):
+            continue
+        try:
+            with open(f"{_TASKS}/{tid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:  # the thread ended between listdir and open
+            continue
+        # "tid (comm) S ...": comm may hold spaces or parentheses, the state follows the last ")".
+        fields = stat.rpartition(b")")[2].split()
+        if fields and fields[0] == b"R":
+            n += 1
+    return n
 
 
 def settle(max_s: float = SETTLE_MAX) -> float:
     """Wait until no thread of this process is busy (an engine's pool spinning), at most ``max_s``.
 
-    Returns the seconds waited. "Busy" is measured, not guessed: the process's CPU time over each
-    short sleep of the calling thread, which works for any engine's threads.
+    Returns the seconds waited. "Busy" is measured, not guessed, so it works for any engine's
+    threads: another thread is runnable (Linux), or the process burned CPU over a short sleep of
+    the calling thread.
 
     Example:
         >>> settle() < SETTLE_MAX  # nothing spinning: one short step
@@ -56,9 +90,11 @@ def settle(max_s: float = SETTLE_MAX) -> float:
     while True:
         c0, w0 = time.process_time(), time.perf_counter()
         time.sleep(SETTLE_STEP)
-        busy = (time.process_time() - c0) / max(time.perf_counter() - w0, 1e-9)
+        share = (time.process_time() - c0) / max(time.perf_counter() - w0, 1e-9)
         waited = time.perf_counter() - t_start
-        if busy < QUIET_SHARE or waited >= max_s:
+        if waited >= max_s:
+            return waited
+        if share < QUIET_SHARE and not runnable_threads():
             return waited
 
 
