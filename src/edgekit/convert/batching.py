@@ -47,6 +47,7 @@ import numpy as np
 
 from edgekit.checks import positive_int
 from edgekit.errors import RecipeError
+from edgekit.runtime.session import OPAQUE_ACTIVATION_FACTOR  # the one estimate, shared with serve's batch limit
 
 # Bytes of activations (as estimated above) one batch may take. 512 MiB keeps MobileNetV2 224x224
 # at 6 samples per call (its sum of layer outputs is ~83 MiB per sample) while every
@@ -56,12 +57,6 @@ DEFAULT_BUDGET_BYTES = 512 << 20
 # Never more samples per call than this, however small the model: past it larger batches buy no
 # speed, and it is the batch reference prediction always used.
 DEFAULT_CAP = 256
-# Activations of a model whose layer outputs are unknown, as a multiple of its input bytes. Keras
-# applications measured (sum of layer outputs / input bytes, 224x224x3 float32): MobileNetV3Small
-# ~35, MobileNetV2 ~145, EfficientNetB0 ~165, ResNet50 ~245 -- but a subclassed model's opaque
-# layer is as often an MLP or a small CNN; 32 errs large for those and, for the big ones, still
-# keeps a batch near the budget's order of magnitude (27 instead of 6 at 512 MiB for MobileNetV2).
-OPAQUE_ACTIVATION_FACTOR = 32
 
 
 def default_budget() -> int:

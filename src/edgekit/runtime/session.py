@@ -19,6 +19,13 @@ from edgekit.manifest import Artifact, TensorSpec
 from edgekit.runtime.quantize import Pixels, Quantizer, Scratch, check_divisor, dequantize, quantize
 
 Feeds = "Mapping[str, np.ndarray] | Sequence[np.ndarray] | np.ndarray"
+# Engine bytes per input byte to assume where neither the engine (Session.sample_bytes) nor the
+# model's layers say what a sample costs: serve's batch limit and convert's batch sizes use it. Keras
+# applications measured (sum of layer outputs / input bytes, 224x224x3 float32): MobileNetV3Small
+# ~35, MobileNetV2 ~145, EfficientNetB0 ~165, ResNet50 ~245 -- but a subclassed model's opaque
+# layer is as often an MLP or a small CNN; 32 errs large for those and, for the big ones, still
+# keeps a batch near the budget's order of magnitude (27 instead of 6 at 512 MiB for MobileNetV2).
+OPAQUE_ACTIVATION_FACTOR = 32
 _MISSING = object()
 
 

@@ -26,12 +26,12 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import InputError
+from edgekit.runtime.session import OPAQUE_ACTIVATION_FACTOR
 
 DEFAULT_MAX_BODY = 16 << 20
 DEFAULT_MAX_JSON_BODY = 1 << 20  # JSON costs ~40x its size to parse into Python lists
 DEFAULT_MAX_DECODED = 64 << 20  # arrays after decoding (.npy/.npz), across all inputs of a request
 BATCH_BUDGET = 256 << 20  # engine bytes one request may make the interpreter allocate
-ACTIVATION_FACTOR = 32  # engine bytes per input byte when the Session cannot say (activations, outputs)
 MAX_BATCH_CAP = 4096
 
 
@@ -135,7 +135,7 @@ def model_max_batch(session: Any, budget: int = BATCH_BUDGET) -> int:
     """Samples per request that keep the engine within ``budget`` bytes, clamped to [1, 4096].
 
     Uses ``session.sample_bytes`` (engine tensor bytes per sample) where the Session knows it, else
-    the input bytes per sample times :data:`ACTIVATION_FACTOR`. Dynamic dimensions other than the
+    the input bytes per sample times :data:`edgekit.runtime.session.OPAQUE_ACTIVATION_FACTOR`. Dynamic dimensions other than the
     batch count as 1 (the decoded-bytes limit bounds them).
 
     Example:
@@ -147,6 +147,6 @@ def model_max_batch(session: Any, budget: int = BATCH_BUDGET) -> int:
     """
     per = getattr(session, "sample_bytes", None)
     if not isinstance(per, int) or isinstance(per, bool) or per < 1:
-        per = ACTIVATION_FACTOR * sum(math.prod(d or 1 for d in spec.shape[1:]) * np.dtype(spec.dtype).itemsize
+        per = OPAQUE_ACTIVATION_FACTOR * sum(math.prod(d or 1 for d in spec.shape[1:]) * np.dtype(spec.dtype).itemsize
                                       for spec in session.inputs)
     return max(1, min(MAX_BATCH_CAP, budget // max(1, per)))
