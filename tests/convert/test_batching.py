@@ -124,6 +124,45 @@ def test_digits_metrics_do_not_depend_on_the_batch(tmp_path, digits_out, digits_
             assert b[key] == pytest.approx(a[key], abs=1e-6), (target, key, a[key], b[key])
 
 
+def test_onnx_calibration_batch_is_capped_by_max_batch():
+    from edgekit.convert.exporters.onnx import CALIB_BATCH, calibration_batch
+    from edgekit.convert.source import SourceModel
+
+    def source(max_batch):
+        return SourceModel("sm", "saved_model", None, (TensorSpec("image", (None, 8, 8, 1), "float32"),), (),
+                           max_batch=max_batch)
+
+    assert calibration_batch(source(None), "minmax") == CALIB_BATCH == 16
+    assert calibration_batch(source(5), "minmax") == 5
+    assert calibration_batch(source(64), "minmax") == CALIB_BATCH  # a cap, not a size
+    assert calibration_batch(source(5), "entropy") == 1  # the histogram methods need equal batches: one each
+
+
+def test_max_batch_reaches_onnx_calibration_and_the_result_does_not_move(tmp_path, monkeypatch):
+    # --max-batch bounds every model call of a conversion, the calibration model's too; MinMax
+    # keeps min and max per call, so the quantized model is the same.
+    from edgekit.api import convert
+    from edgekit.calibration import Dataset
+
+    drawn: list[int] = []
+    real = Dataset.batches
+
+    def batches(self, batch_size):  # the real method, recording what each caller asked for
+        drawn.append(batch_size)
+        return real(self, batch_size)
+
+    monkeypatch.setattr(Dataset, "batches", batches)
+    recipe = {"model": "digits-cnn", "targets": ["onnx:int8"], "calib_limit": 40, "eval_limit": 100}
+    default = convert(recipe, tmp_path / "default").artifact("onnx:int8")
+    drawn_default, drawn[:] = list(drawn), []
+    capped = convert({**recipe, "max_batch": 5}, tmp_path / "b5").artifact("onnx:int8")
+    assert 16 in drawn_default and 5 not in drawn_default, drawn_default
+    assert 5 in drawn and 16 not in drawn, drawn  # calibration (and everything else) at 5 per call
+    assert default.status == capped.status == "passed"
+    for key in ("snr_db", "max_abs_err", "top1_agreement", "accuracy"):
+        assert capped.validation[key] == pytest.approx(default.validation[key], abs=1e-6), key
+
+
 def test_npy_data_is_memory_mapped_not_read_whole(tmp_path):
     from edgekit.calibration import open_dataset
 

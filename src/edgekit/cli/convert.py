@@ -27,8 +27,9 @@ from edgekit.errors import RecipeError
 @click.option("--calib-limit", type=int, help="Calibration samples to draw (default 200).")
 @click.option("--eval-limit", type=int, help="Validation samples to draw (default 1000).")
 @click.option("--max-batch", type=int,
-              help="Samples per model call when predicting and validating (default: sized from a 512 MiB "
-                   "memory budget and the model's activation sizes). Results do not depend on it.")
+              help="Samples per model call when predicting and validating, and at most per ONNX calibration "
+                   "call (default: sized from a 512 MiB memory budget and the model's activation sizes). "
+                   "Results do not depend on it.")
 @click.option("--seed", type=int, help="Seed for sampling and zoo training (default 0).")
 @click.option("--max-accuracy-drop", type=float,
               help="Accuracy budget in points for every precision; int8 targets that miss it keep their most "

@@ -87,6 +87,7 @@ def convert(recipe: Recipe | Mapping[str, Any], out_dir: str | os.PathLike[str],
                          seed=recipe.seed, progress=say)
     say(f"loaded {source.kind} model: inputs {', '.join(s.describe() for s in source.inputs)} "
         f"({time.perf_counter() - t0:.1f}s)")
+    source.max_batch = recipe.max_batch  # exporters that run the model (ONNX calibration) read it here
     # From here on garbage collections walk only what the conversion makes, not TensorFlow's and
     # the model's 400,000 objects (0.45 s a walk, automatic ones included): a 6-target digits
     # convert took 10.8 s, 4.0 s this way (see edgekit.convert.memory).

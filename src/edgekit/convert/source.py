@@ -86,6 +86,9 @@ class SourceModel:
         sha256: Hash of the source file/folder (``None`` for zoo models built in memory).
         zoo: The zoo entry name when the model came from the zoo.
         data: Data the model comes with, used where the recipe gives no calib/eval/train data.
+        max_batch: The conversion's cap on samples per model call (the recipe's ``max_batch``),
+            which exporters that run the model themselves (ONNX calibration) honour too; ``None``
+            sizes batches from the memory budget.
     """
 
     name: str
@@ -96,6 +99,7 @@ class SourceModel:
     sha256: str | None = None
     zoo: str | None = None
     data: DefaultData = field(default_factory=DefaultData)
+    max_batch: int | None = None
     _export_dir: str | None = field(default=None, repr=False)
     _tmp: Any = field(default=None, repr=False)
 

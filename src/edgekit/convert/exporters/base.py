@@ -139,7 +139,11 @@ class Exporter(Protocol):
 
     def export(self, source: Any, precision: str, options: Mapping[str, Any], calib: "Dataset | None",
                out: Path) -> ExportResult:
-        """Write the artifact to ``out`` (a staging path the pipeline renames into place)."""
+        """Write the artifact to ``out`` (a staging path the pipeline renames into place).
+
+        ``source`` is the :class:`~edgekit.convert.source.SourceModel`; an exporter that runs the
+        model itself (calibration) draws at most ``source.max_batch`` samples per call where set.
+        """
 
 
 @runtime_checkable

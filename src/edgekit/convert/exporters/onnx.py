@@ -199,8 +199,9 @@ def calibration_batch(source: Any, method: str) -> int:
     The calibration model runs the whole fp32 graph, so one call holds a batch of activations: 16
     MobileNetV2 224x224 samples are ~1.3 GB by :mod:`edgekit.convert.batching`'s estimate, the
     validation budget allows 6. MinMax keeps only each tensor's min and max per call, so the
-    batch changes its memory, not its result. The histogram methods stack every call's outputs and
-    need equal batches: one sample at a time.
+    batch changes its memory, not its result. The source's ``max_batch`` (the recipe's,
+    ``--max-batch``) caps it. The histogram methods stack every call's outputs and need equal
+    batches: one sample at a time.
 
     Example:
         >>> from edgekit.manifest import TensorSpec
@@ -209,7 +210,9 @@ def calibration_batch(source: Any, method: str) -> int:
     """
     from edgekit.convert.batching import batch_for
 
-    return min(CALIB_BATCH, batch_for(source)) if method == "minmax" else 1
+    if method != "minmax":
+        return 1
+    return min(CALIB_BATCH, batch_for(source, max_batch=getattr(source, "max_batch", None)))
 
 
 def _reader(calib: Any, names: list[str], batch: int) -> Any:

@@ -79,5 +79,5 @@ def apply_stages(source: Any, recipe: Any, train: Any, progress: Progress | None
         done.append(cfg.kind)
     report["params"] = int(model.count_params())
     staged = SourceModel(source.name, TF_KERAS, model, source.inputs, source.outputs, sha256=source.sha256,
-                         zoo=source.zoo, data=source.data)
+                         zoo=source.zoo, data=source.data, max_batch=source.max_batch)
     return staged, report
