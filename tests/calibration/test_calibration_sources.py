@@ -185,6 +185,32 @@ def test_image_folder_flat_rgb_with_normalisation(tmp_path):
 
 
 @needs_pillow
+def test_image_folder_with_a_limit_decodes_only_the_subset_take_would_keep(tmp_path):
+    from edgekit.calibration import open_dataset
+    from edgekit.calibration.dataset import sample_indices
+
+    files = []
+    for cls in ("a", "b", "c"):
+        (tmp_path / cls).mkdir()
+        for i in range(4):
+            files.append(tmp_path / cls / f"{i}.png")
+            _img(files[-1], (6, 5), 20 * len(files))
+    whole = from_image_folder(tmp_path).take(5, seed=2)
+    part = from_image_folder(tmp_path, limit=5, seed=2)
+    assert part.name == whole.name and part.name.endswith("(n=5 of 12, seed=2)")
+    np.testing.assert_array_equal(part.inputs[0], whole.inputs[0])
+    assert part.labels.tolist() == whole.labels.tolist() and part.classes == whole.classes
+    opened = open_dataset(str(tmp_path), limit=5, seed=2)
+    assert opened.name == whole.name and np.array_equal(opened.inputs[0], whole.inputs[0])
+    # An image outside the subset is never decoded: a broken one there does not stop the limited read.
+    unused = next(i for i in range(12) if i not in sample_indices(12, 5, seed=2))
+    files[unused].write_bytes(b"not a png")
+    assert len(from_image_folder(tmp_path, limit=5, seed=2)) == 5
+    with pytest.raises(DataError, match="cannot read image"):
+        from_image_folder(tmp_path)
+
+
+@needs_pillow
 def test_image_folder_errors(tmp_path):
     with pytest.raises(DataError, match="has no images"):
         from_image_folder(tmp_path)

@@ -25,6 +25,36 @@ from edgekit.errors import DataError
 from edgekit.manifest import TensorSpec, atomic_open
 
 
+def sample_indices(n: int, limit: int | None, seed: int = 0) -> np.ndarray | None:
+    """The rows :meth:`Dataset.take` keeps of ``n``: sorted, seeded, without replacement; ``None`` = all.
+
+    Sources that can skip reading rows (image folders decode only these files) draw the same
+    subset as ``take`` would from the whole set.
+
+    Example:
+        >>> sample_indices(10, 3, seed=1).tolist() == sample_indices(10, 3, seed=1).tolist()
+        True
+        >>> sample_indices(10, None), sample_indices(10, 10)
+        (None, None)
+    """
+    if limit is None:
+        return None
+    limit = positive_int(limit, "limit", fix="pass how many samples to use, or None for all of them", error=DataError)
+    if limit >= n:
+        return None
+    return np.sort(np.random.default_rng(seed_int(seed)).choice(n, size=limit, replace=False))
+
+
+def subset_name(name: str, kept: int, total: int, seed: int) -> str:
+    """How a subset's name records what it was drawn from.
+
+    Example:
+        >>> subset_name("calib.npz", 3, 10, 0)
+        'calib.npz (n=3 of 10, seed=0)'
+    """
+    return f"{name} (n={kept} of {total}, seed={seed})"
+
+
 # eq=False: the fields hold numpy arrays, whose ``==`` is elementwise and cannot be a bool.
 @dataclass(frozen=True, eq=False)
 class Dataset:
@@ -119,18 +149,14 @@ class Dataset:
             >>> ds.take(None) is ds, len(ds.take(3))
             (True, 3)
         """
-        if limit is None:
+        idx = sample_indices(len(self), limit, seed)
+        if idx is None:
             return self
-        limit = positive_int(limit, "limit", fix="pass how many samples to use, or None for all of them", error=DataError)
-        n = len(self)
-        if limit >= n:
-            return self
-        idx = np.sort(np.random.default_rng(seed_int(seed)).choice(n, size=limit, replace=False))
         return replace(
             self,
             inputs=tuple(x[idx] for x in self.inputs),
             labels=None if self.labels is None else self.labels[idx],
-            name=f"{self.name} (n={limit} of {n}, seed={seed})",
+            name=subset_name(self.name, len(idx), len(self), seed),
         )
 
     def batches(self, batch_size: int) -> Iterator[tuple[list[np.ndarray], np.ndarray | None]]:

@@ -40,7 +40,7 @@ def _check_options(kind: str, spec: str, options: dict[str, Any]) -> None:
         )
 
 
-def _open(spec: str, options: dict[str, Any]) -> Dataset:
+def _open(spec: str, options: dict[str, Any], limit: int | None, seed: int) -> Dataset:
     form = parse_digits(spec)
     if form is not None:  # the built-in name wins over a local file or folder called "digits"
         _check_options("digits", spec, options)
@@ -49,7 +49,7 @@ def _open(spec: str, options: dict[str, Any]) -> Dataset:
     suffix = path.suffix.lower()
     if path.is_dir():
         _check_options("images", spec, options)
-        return from_image_folder(path, **options)
+        return from_image_folder(path, **options, limit=limit, seed=seed)  # decodes only the subset
     if suffix == ".npz":
         _check_options("npz", spec, options)
         return from_npz(path, **options)
@@ -104,4 +104,4 @@ def open_dataset(
     text = os.fspath(spec)
     if not isinstance(text, str) or not text.strip():
         raise DataError(f"cannot open data {text!r}: {_EXPECTED}")
-    return _open(text, options).take(limit, seed)
+    return _open(text, options, limit, seed).take(limit, seed)
