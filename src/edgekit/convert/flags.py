@@ -44,8 +44,8 @@ class ConvertFlags:
             a number or a comma list).
         allow_unsafe: ``--allow-unsafe``.
         train, train_limit: Training data for the stages.
-        max_batch: ``--max-batch``: samples per model call in prediction, calibration and validation (recipe
-            ``max_batch``; default: sized from a memory budget).
+        max_batch: ``--max-batch``: samples per model call in prediction, calibration and
+            validation (recipe ``max_batch``; default: sized from a memory budget).
         prune, prune_epochs, prune_structure, qat, qat_epochs, qat_skip, strategy: Stage flags
             (see :func:`cli_stages`).
     """

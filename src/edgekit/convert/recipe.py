@@ -204,8 +204,9 @@ class Recipe:
         stages: Training-time stages applied in order before export, e.g.
             ``[{prune: {sparsity: 0.8}}, {qat: {}}]`` (see :mod:`edgekit.convert.stages.config`).
         max_batch: Samples per model call when predicting reference outputs and validating
-            artifacts, and the most per ONNX calibration call; ``None`` sizes batches from a memory budget and the model's input and
-            activation bytes (:func:`edgekit.convert.batching.batch_for`). Metrics do not depend on it.
+            artifacts, and the most per ONNX calibration call; ``None`` sizes batches from a
+            memory budget and the model's input and activation bytes
+            (:func:`edgekit.convert.batching.batch_for`). Metrics do not depend on it.
     """
 
     model: str

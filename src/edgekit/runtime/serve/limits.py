@@ -135,8 +135,8 @@ def model_max_batch(session: Any, budget: int = BATCH_BUDGET) -> int:
     """Samples per request that keep the engine within ``budget`` bytes, clamped to [1, 4096].
 
     Uses ``session.sample_bytes`` (engine tensor bytes per sample) where the Session knows it, else
-    the input bytes per sample times :data:`edgekit.runtime.session.OPAQUE_ACTIVATION_FACTOR`. Dynamic dimensions other than the
-    batch count as 1 (the decoded-bytes limit bounds them).
+    the input bytes per sample times :data:`edgekit.runtime.session.OPAQUE_ACTIVATION_FACTOR`.
+    Dynamic dimensions other than the batch count as 1 (the decoded-bytes limit bounds them).
 
     Example:
         >>> from types import SimpleNamespace
