@@ -271,6 +271,28 @@ def test_source_zoo_training_is_reproducible():
     assert not all(np.array_equal(a, b) for a, b in zip(first, other))  # the seed matters
 
 
+def test_zoo_cache_holds_the_weights_without_the_optimizer_state(tmp_path, monkeypatch):
+    # Loaded with compile=False, the cache never read Adam's slots: two thirds of each file.
+    import zipfile
+
+    import h5py
+
+    from edgekit.zoo.training import cache_path, train_model
+
+    monkeypatch.setenv("EDGEKIT_CACHE", str(tmp_path))
+    model = train_model("digits-small-cnn", seed=0, epochs=1)
+    assert model.optimizer is not None  # the caller's model is untouched
+    path = cache_path("digits-small-cnn", 0, 1)
+    assert path.is_file() and str(path).startswith(str(tmp_path))
+    with zipfile.ZipFile(path) as z, z.open("model.weights.h5") as f, h5py.File(f, "r") as h5:
+        assert "layers" in h5 and "optimizer" not in h5
+    loaded = train_model("digits-small-cnn", seed=0, epochs=1)  # from the cache
+    assert loaded is not model
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), loaded.get_weights()))
+    x = np.random.default_rng(0).random((4, *model.inputs[0].shape[1:]), dtype=np.float32)
+    np.testing.assert_array_equal(np.asarray(model(x, training=False)), np.asarray(loaded(x, training=False)))
+
+
 def test_tf_keras_saved_model_tracks_variables_and_falls_back_for_other_resources():
     # A tf_keras export tracks only the variables (tf_keras would otherwise trace every layer's
     # call: 67 of EfficientNetB0's 116 s to ONNX); a model that owns a lookup table as well is
