@@ -36,9 +36,11 @@ def test_a_heap_the_process_froze_itself_is_left_frozen():
     gc.freeze()
     try:
         own = gc.get_freeze_count()
+        # Frozen objects can still die by reference counting (seen: 32233 -> 32231 under xdist),
+        # so "left frozen" is: never refrozen (no growth) and never unfrozen (not 0).
         with collect_new_only():
-            assert gc.get_freeze_count() == own
-        assert gc.get_freeze_count() == own  # not unfrozen behind the process's back
+            assert 0 < gc.get_freeze_count() <= own
+        assert 0 < gc.get_freeze_count() <= own  # not unfrozen behind the process's back
     finally:
         gc.unfreeze()
 
@@ -53,9 +55,10 @@ def test_the_block_unfreezes_when_the_conversion_raises():
 
 
 def test_convert_works_on_a_frozen_heap_and_leaves_it_unfrozen(tmp_path):
-    # The faster conversion (10.8 s -> 4.0 s for 6 digits targets): every step after loading runs with the heap frozen
-    # (seen from the progress callback, which the pipeline calls between steps), and nothing
-    # stays frozen once convert returns, so the caller's garbage is collected as before.
+    # The faster conversion (10.8 s -> 4.0 s for 6 digits targets): every step after loading
+    # runs with the heap frozen (seen from the progress callback, which the pipeline calls
+    # between steps), and nothing stays frozen once convert returns, so the caller's garbage is
+    # collected as before.
     from testutil import tiny_keras_model
 
     from edgekit.api import convert
