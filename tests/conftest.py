@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 # Keep the user's ~/.cache out of tests and the tests out of it. The process that makes the folder
-# (pytest itself; xdist workers inherit it) removes it at the end: 27 MB of trained zoo models a run.
+# (pytest itself; xdist workers inherit it) removes it at the end: each run's trained zoo models.
 OWN_CACHE = None
 if "EDGEKIT_CACHE" not in os.environ:
     OWN_CACHE = os.environ["EDGEKIT_CACHE"] = tempfile.mkdtemp(prefix="edgekit-test-cache-")

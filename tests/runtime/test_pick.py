@@ -329,4 +329,3 @@ def test_serve_choose_measure_serves_the_cached_pick(digits_out, cache):
         proc.communicate(timeout=30)
     assert meta["target"] == chosen
     assert meta["chosen"].startswith(f"{chosen}: measured") and "cached" in meta["chosen"]
-

@@ -10,10 +10,10 @@ from typing import Any, Callable
 import numpy as np
 
 from edgekit.cache import cache_dir as _cache_dir
-from edgekit.locks import file_lock
-from edgekit.registry import load_attr
 from edgekit.convert.memory import collect_new_only
 from edgekit.convert.tf_env import keras
+from edgekit.locks import file_lock
+from edgekit.registry import load_attr
 from edgekit.zoo.registry import ZooEntry, get_entry
 
 Progress = Callable[[str], None]
@@ -104,7 +104,7 @@ def _save_without_optimizer(model: Any, path: Path) -> None:
     """Save ``model`` without its optimizer state; the caller's model keeps its optimizer.
 
     The cache is loaded with ``compile=False``, so Adam's two slots per weight, two thirds of
-    the file, were never read: cifar10-cnn 15.1 MB -> 5.0 MB, the zoo 26 MB -> ~9 MB.
+    the file, were never read: cifar10-cnn 15.1 MB -> 5.0 MB, resnet-custom 301 KB -> 129 KB.
     """
     optimizer = getattr(model, "optimizer", None)
     model.optimizer = None  # Keras saves an optimizer only when the model holds one

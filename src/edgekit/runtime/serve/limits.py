@@ -148,5 +148,5 @@ def model_max_batch(session: Any, budget: int = BATCH_BUDGET) -> int:
     per = getattr(session, "sample_bytes", None)
     if not isinstance(per, int) or isinstance(per, bool) or per < 1:
         per = OPAQUE_ACTIVATION_FACTOR * sum(math.prod(d or 1 for d in spec.shape[1:]) * np.dtype(spec.dtype).itemsize
-                                      for spec in session.inputs)
+                                             for spec in session.inputs)
     return max(1, min(MAX_BATCH_CAP, budget // max(1, per)))
