@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 OUT    ?= demo-out
 TARGETS := -t tflite:fp32 -t tflite:dynamic -t tflite:int8 -t tflite:fp16
 
-.PHONY: demo test test-fast bench coverage venv clean
+.PHONY: demo test test-fast bench coverage zoo-seed venv clean
 
 venv: $(VENV)/.installed
 
@@ -40,6 +40,11 @@ bench: venv
 # Trained zoo models are cached (~/.cache/edgekit or $$EDGEKIT_CACHE): a re-run only converts.
 coverage: venv
 	$(BIN)/python benchmarks/coverage.py -o docs/coverage.md
+
+# The trained zoo the test suite's cache starts from (tests/data/zoo-seed, commit it): retrain after
+# changing a zoo builder, trainer or the digits data code (tests/zoo/test_zoo_seed.py says when).
+zoo-seed: venv
+	$(BIN)/python -m tools.zoo_seed
 
 clean:
 	rm -rf $(VENV) $(OUT) build dist src/*.egg-info .pytest_cache

@@ -25,6 +25,15 @@ os.environ.setdefault("EDGEKIT_RESULTS", os.path.join(os.environ["EDGEKIT_CACHE"
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ["EDGEKIT_CACHE"]) / "fixtures"
+
+if OWN_CACHE is not None:
+    # The trained zoo, committed (tests/data/zoo-seed, tools/zoo_seed.py): a fresh cache starts with
+    # it instead of training the twelve models again (~120 CPU-s of the suite's budget), where its
+    # key (zoo code, ZOO_VERSION, TF/Keras minor) matches; else the models train and the header says why.
+    from edgekit.cache import cache_dir
+    from tools.zoo_seed import seed_cache
+
+    os.environ["EDGEKIT_TEST_ZOO_SEED"] = seed_cache(cache_dir("zoo")) or "used"
 TFLITE_TARGETS = ("tflite:fp32", "tflite:dynamic", "tflite:int8", "tflite:fp16")
 
 
@@ -102,6 +111,11 @@ MODULE_SECONDS = {
     "zoo/test_zoo_recurrent.py": 17,
     "convert/formats/test_format_coreml.py": 16,
 }
+
+
+def pytest_report_header(config):
+    seed = os.environ.get("EDGEKIT_TEST_ZOO_SEED")
+    return f"zoo seed: {seed}" if seed else None
 
 
 def pytest_unconfigure(config):
