@@ -81,35 +81,43 @@ def digits_eval():
     return digits("eval")
 
 
-# Seconds each heavy module took in one `make test` run (2 cores, junit times: setup + call +
+# Seconds each heavy module took in one `make test` run (2-core EPYC, zoo seeded; junit: setup + call +
 # teardown), heaviest first. make test hands whole modules to the workers in collection order
 # (--no-loadscope-reorder: xdist's default reorders them by test count, which put the 2-test,
 # 74-second arm64 module last), so sorting by cost is longest-first scheduling and the run does not
 # end with one worker alone on a long module. Unlisted modules are quick and keep their order.
 MODULE_SECONDS = {
-    "zoo/test_zoo_coverage.py": 414,  # trains the whole zoo (in two processes) first: the longest chain
-    "zoo/test_zoo_builders.py": 260,  # waits ~190 s of it for the zoo training the module above started
-    "convert/stages/test_multi_worker.py": 99,
-    "deploy/test_arm64.py": 88,
-    "convert/formats/test_onnx_routes.py": 73,
-    "convert/test_accuracy_aware_e2e.py": 61,
-    "convert/stages/test_stage_qat.py": 57,
-    "runtime/test_runtime_fuzz.py": 53,
-    "convert/stages/test_stage_cli.py": 51,
-    "convert/test_cli_convert.py": 48,
-    "convert/stages/test_stage_prune.py": 38,
-    "convert/stages/test_stage_digits.py": 33,
-    "deploy/test_attack.py": 33,
-    "zoo/test_zoo_cli.py": 30,
-    "test_packaging.py": 29,
-    "deploy/test_deploy_runtime_only.py": 28,
-    "convert/test_source_models.py": 27,
-    "convert/test_pipeline.py": 26,
-    "convert/formats/test_format_cli.py": 23,
-    "runtime/test_cli_bench.py": 21,
-    "convert/formats/test_format_matrix.py": 20,
-    "zoo/test_zoo_recurrent.py": 17,
-    "convert/formats/test_format_coreml.py": 16,
+    "zoo/test_zoo_coverage.py": 63,
+    "convert/stages/test_multi_worker.py": 43,
+    "deploy/test_arm64.py": 31,
+    "convert/test_accuracy_aware_e2e.py": 25,
+    "zoo/test_zoo_builders.py": 25,
+    "runtime/test_runtime_fuzz.py": 23,
+    "convert/stages/test_stage_qat.py": 22,
+    "deploy/test_attack.py": 21,
+    "convert/test_source_models.py": 18,
+    "convert/stages/test_stage_cli.py": 18,
+    "convert/formats/test_onnx_routes.py": 18,
+    "convert/test_cli_convert.py": 17,
+    "convert/stages/test_stage_prune.py": 14,
+    "test_packaging.py": 13,
+    "runtime/test_pick.py": 12,
+    "zoo/test_zoo_cli.py": 12,
+    "deploy/test_deploy_runtime_only.py": 11,
+    "convert/test_pipeline.py": 10,
+    "convert/formats/test_format_matrix.py": 9,
+    "convert/formats/test_format_cli.py": 9,
+    "runtime/test_cli_bench.py": 8,
+    "deploy/test_serve_hostile.py": 8,
+    "convert/formats/test_format_coreml.py": 7,
+    "deploy/test_mqtt.py": 7,
+    "zoo/test_zoo_recurrent.py": 6,
+    "convert/stages/test_stage_digits.py": 6,
+    "test_format_plugin.py": 6,
+    "runtime/test_report_html.py": 6,
+    "runtime/test_probe.py": 5,
+    "convert/stages/test_stage_keras2.py": 5,
+    "zoo/test_zoo_seed.py": 5,
 }
 
 

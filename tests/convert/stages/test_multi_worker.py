@@ -236,14 +236,14 @@ def test_a_worker_whose_peer_never_comes_gives_up_in_one_line(tmp_path, model_fi
     """The chief without its worker, and a worker without its chief: each stops after the timeout."""
     lone = [(_free_ports(2), 0), (_free_ports(2), 1)]  # two separate clusters, one task started in each
     t0 = time.perf_counter()
-    results = _finish([_convert(model_file, tmp_path / f"out{i}", _tf_config(ports, i), tmp_path, timeout=10)
+    results = _finish([_convert(model_file, tmp_path / f"out{i}", _tf_config(ports, i), tmp_path, timeout=4)
                        for ports, i in lone])
     wall = time.perf_counter() - t0
     assert wall < 150, f"took {wall:.0f} s"
     (ports0, _), (ports1, _) = lone
-    expect = [f"error: multi_worker: worker 0 of 2 (localhost:{ports0[0]}) gave up on the cluster after 10 s: "
+    expect = [f"error: multi_worker: worker 0 of 2 (localhost:{ports0[0]}) gave up on the cluster after 4 s: "
               f"worker(s) localhost:{ports0[1]} did not join",
-              f"error: multi_worker: worker 1 of 2 (localhost:{ports1[1]}) gave up on the cluster after 10 s: "
+              f"error: multi_worker: worker 1 of 2 (localhost:{ports1[1]}) gave up on the cluster after 4 s: "
               f"could not reach the chief at localhost:{ports1[0]}"]
     for (rc, _out, err), start in zip(results, expect):
         assert rc == 2, err[-2000:]
