@@ -34,6 +34,7 @@ if OWN_CACHE is not None:
     from tools.zoo_seed import seed_cache
 
     os.environ["EDGEKIT_TEST_ZOO_SEED"] = seed_cache(cache_dir("zoo")) or "used"
+
 TFLITE_TARGETS = ("tflite:fp32", "tflite:dynamic", "tflite:int8", "tflite:fp16")
 
 

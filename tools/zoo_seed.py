@@ -65,7 +65,7 @@ def key() -> dict[str, Any]:
         >>> key()["zoo_version"] >= 4
         True
     """
-    from edgekit.zoo.training import ZOO_VERSION  # noqa: F401 (module imports Keras lazily)
+    from edgekit.zoo.training import ZOO_VERSION  # the module imports Keras only when it trains
 
     return {"zoo_version": ZOO_VERSION, "fingerprint": fingerprint(),
             "tensorflow": _minor("tensorflow"), "keras": _minor("keras")}
