@@ -29,7 +29,7 @@ SHARED = Path(os.environ["EDGEKIT_CACHE"]) / "fixtures"
 if OWN_CACHE is not None:
     # The trained zoo, committed (tests/data/zoo-seed, tools/zoo_seed.py): a fresh cache starts with
     # it instead of training the twelve models again (~120 CPU-s of the suite's budget), where its
-    # key (zoo code, ZOO_VERSION, TF/Keras minor) matches; else the models train and the header says why.
+    # key (zoo code, ZOO_VERSION, TF/Keras minor) matches; else the models train and the summary says why.
     from edgekit.cache import cache_dir
     from tools.zoo_seed import seed_cache
 
@@ -122,9 +122,11 @@ MODULE_SECONDS = {
 }
 
 
-def pytest_report_header(config):
+def pytest_terminal_summary(terminalreporter):
+    """One line on where the zoo came from (the header is hidden under ``make test``'s ``-q``)."""
     seed = os.environ.get("EDGEKIT_TEST_ZOO_SEED")
-    return f"zoo seed: {seed}" if seed else None
+    if seed:
+        terminalreporter.write_line(f"zoo seed: {seed}")
 
 
 def pytest_unconfigure(config):
