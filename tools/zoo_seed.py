@@ -55,7 +55,10 @@ def fingerprint() -> str:
 
 
 def _minor(dist: str) -> str:
-    return ".".join(importlib.metadata.version(dist).split(".")[:2])
+    try:
+        return ".".join(importlib.metadata.version(dist).split(".")[:2])
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def key() -> dict[str, Any]:
@@ -111,13 +114,14 @@ def seed_cache(zoo_cache: Path, seed: Path = SEED_DIR) -> str | None:
     reason = stale_reason(index)
     if reason:
         return reason
+    for entry in index["models"].values():  # all or nothing: a damaged seed is not used at all
+        if file_sha256(seed / entry["file"]) != entry["sha256"]:
+            return f"seed file {entry['file']} does not match its sha256 in {INDEX}: make zoo-seed"
     zoo_cache.mkdir(parents=True, exist_ok=True)
-    for name, entry in index["models"].items():
+    for entry in index["models"].values():
         src, dst = seed / entry["file"], zoo_cache / entry["file"]
         if dst.exists():
             continue
-        if file_sha256(src) != entry["sha256"]:
-            return f"seed file {entry['file']} does not match its sha256 in {INDEX}: make zoo-seed"
         tmp = dst.with_name(f".{dst.name}.{os.getpid()}")
         shutil.copyfile(src, tmp)
         os.replace(tmp, dst)  # whole files only: a test worker may be loading from this folder

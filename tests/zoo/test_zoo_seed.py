@@ -63,6 +63,7 @@ def test_a_stale_or_damaged_seed_is_not_used(tmp_path):
     (seed / damaged["file"]).write_bytes(b"not a model")
     fresh = tmp_path / "fresh"
     assert zoo_seed.seed_cache(fresh, seed) == f"seed file {damaged['file']} does not match its sha256 in seed.json: make zoo-seed"
+    assert not fresh.exists()  # all or nothing
 
     index["key"]["keras"] = "2.0"
     (seed / zoo_seed.INDEX).write_text(json.dumps(index))
