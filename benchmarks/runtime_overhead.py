@@ -79,17 +79,28 @@ def overhead(path: Path, threads: int, rounds: int, block: int, batch: int = 1, 
     return {"raw_us": r["raw_ms"] * 1e3, "session_us": r["session_ms"] * 1e3, "overhead_pct": (r["ratio"] - 1) * 100}
 
 
-def interleaved(raw, ses, rounds: int, block: int) -> dict[str, float]:
-    """Median per-round ratio ``ses / raw`` over interleaved blocks, and both median latencies (ms)."""
+def interleaved(raw, ses, rounds: int, block: int, between=None) -> dict[str, float]:
+    """Median per-round ratio ``ses / raw`` over interleaved blocks, and both median latencies (ms).
+
+    ``between`` (untimed) runs before every block: :func:`~edgekit.runtime.bench.timing.settle` for
+    onnxruntime, whose two sessions (raw and edgekit's) each keep a thread pool that spins after a
+    run and takes the cores from the other's next block (per-round ratios 0.6-1.6 without it).
+    """
     for fn in (raw, ses):
         _block(fn, block)  # warm-up (allocations, first-shape resize)
+
+    def timed(fn) -> float:
+        if between is not None:
+            between()
+        return _block(fn, block)
+
     ratios, raws, sess = [], [], []
     for r in range(rounds):
         # Alternate the order so neither side always runs first in a round.
         if r % 2:
-            s, w = _block(ses, block), _block(raw, block)
+            s, w = timed(ses), timed(raw)
         else:
-            w, s = _block(raw, block), _block(ses, block)
+            w, s = timed(raw), timed(ses)
         ratios.append(s / w)
         raws.append(w)
         sess.append(s)
@@ -143,6 +154,7 @@ def mobilenet(folder: Path, threads: int, rounds: int, block: int) -> int:
     """The MobileNetV2 table: every ratio Session.run (float32 feed) / raw loop, one run."""
     from edgekit.manifest import Manifest
     from edgekit.runtime import load, quantize
+    from edgekit.runtime.bench.timing import settle
 
     m = Manifest.load(folder)
     order = ["tflite:fp32", "tflite:fp16", "tflite:int8", "tflite:int8,io=float", "tflite:dynamic", "onnx:fp32", "onnx:int8"]
@@ -176,7 +188,8 @@ def mobilenet(folder: Path, threads: int, rounds: int, block: int) -> int:
 
             raw_out = dequantize(raw_out, session.outputs[0])
         assert np.array_equal(ses_out, raw_out), f"{a.target}: Session and raw loop disagree"
-        r = interleaved(lambda: raw(feed), lambda: session.run(x), rounds, block)
+        r = interleaved(lambda: raw(feed), lambda: session.run(x), rounds, block,
+                        between=settle if a.format == "onnx" else None)
         worst = max(worst, r["ratio"])
         print(f"{a.target}{mark} | float32 | {r['raw_ms']:.3f} | {r['session_ms']:.3f} | {r['ratio']:.3f} | {r['iqr']}")
         if not spec.quantized:
