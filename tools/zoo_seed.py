@@ -14,7 +14,7 @@ that training's output, written once by :func:`write` (which also holds each mod
 
 :func:`seed_cache` copies the files into a fresh cache only when the whole key matches; otherwise
 the suite trains as before and says why. ``tests/zoo/test_zoo_seed.py`` fails on a stale seed, and
-retrains two of the models to check the seed is what the current code trains.
+retrains two of the models (in pretrain's two processes) to check the seed is what the code trains.
 
 Example:
     >>> sorted(key())  # doctest: +SKIP

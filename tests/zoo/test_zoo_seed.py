@@ -38,14 +38,22 @@ def test_this_run_started_from_the_seed_or_says_why_not():
                      else zoo_seed.stale_reason(INDEX) or "used"), state
 
 
-@pytest.mark.parametrize("name", ["digits-small-cnn", "mnist-mlp"])  # the two that train in ~2 s
-def test_the_seed_is_what_the_current_code_trains(name):
-    from edgekit.zoo.training import evaluate, train_model
+def test_the_seed_is_what_the_current_code_trains_in_two_processes(tmp_path, monkeypatch):
+    # pretrain's spawned workers, as the suite ran them before the seed, on the two models that
+    # train in ~2 s, into a cache of their own; then loaded from it as every test loads the zoo.
+    from edgekit.zoo.training import evaluate, pretrain, train_model
 
-    trained = evaluate(name, train_model(name, cache=False))["accuracy"]
-    # Same code, same seed: bit-identical weights on one CPU (measured: equal accuracy); another
-    # CPU's float rounding may move a sample or two of the 359.
-    assert abs(trained - INDEX["models"][name]["accuracy"]) <= 1.0, (trained, INDEX["models"][name])
+    monkeypatch.setenv("EDGEKIT_CACHE", str(tmp_path))
+    names = ["digits-small-cnn", "mnist-mlp"]
+    pretrain(names, workers=2)
+    for name in names:
+        path = cache_path(name, 0, get_entry(name).epochs)
+        written = path.stat().st_mtime_ns
+        trained = evaluate(name, train_model(name))["accuracy"]
+        assert path.stat().st_mtime_ns == written  # loaded, not trained again
+        # Same code, same seed: bit-identical weights on one CPU (measured: equal accuracy); another
+        # CPU's float rounding may move a sample or two of the 359.
+        assert abs(trained - INDEX["models"][name]["accuracy"]) <= 1.0, (name, trained, INDEX["models"][name])
 
 
 def test_a_stale_or_damaged_seed_is_not_used(tmp_path):
