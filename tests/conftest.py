@@ -108,6 +108,7 @@ MODULE_SECONDS = {
     "test_packaging.py": 13,
     "runtime/test_pick.py": 12,
     "zoo/test_zoo_cli.py": 12,
+    "zoo/test_zoo_seed.py": 12,  # pretrain spawns two trainers
     "deploy/test_deploy_runtime_only.py": 11,
     "convert/test_pipeline.py": 10,
     "convert/formats/test_format_matrix.py": 9,
@@ -122,7 +123,6 @@ MODULE_SECONDS = {
     "runtime/test_report_html.py": 6,
     "runtime/test_probe.py": 5,
     "convert/stages/test_stage_keras2.py": 5,
-    "zoo/test_zoo_seed.py": 5,
 }
 
 

@@ -33,6 +33,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from edgekit.manifest import sha256_file
+
 REPO = Path(__file__).resolve().parents[1]
 SEED_DIR = REPO / "tests" / "data" / "zoo-seed"
 INDEX = "seed.json"
@@ -74,11 +76,6 @@ def key() -> dict[str, Any]:
             "tensorflow": _minor("tensorflow"), "keras": _minor("keras")}
 
 
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def read_index(seed: Path = SEED_DIR) -> dict[str, Any] | None:
     """The seed's ``seed.json``, or None where there is none."""
     try:
@@ -115,7 +112,7 @@ def seed_cache(zoo_cache: Path, seed: Path = SEED_DIR) -> str | None:
     if reason:
         return reason
     for entry in index["models"].values():  # all or nothing: a damaged seed is not used at all
-        if file_sha256(seed / entry["file"]) != entry["sha256"]:
+        if sha256_file(seed / entry["file"]) != entry["sha256"]:
             return f"seed file {entry['file']} does not match its sha256 in {INDEX}: make zoo-seed"
     zoo_cache.mkdir(parents=True, exist_ok=True)
     for entry in index["models"].values():
@@ -153,7 +150,7 @@ def write(seed: Path = SEED_DIR, workers: int = 2) -> dict[str, Any]:
             if accuracy < entry.min_accuracy:
                 raise SystemExit(f"{name}: eval accuracy {accuracy} is under its min_accuracy {entry.min_accuracy}")
             shutil.copyfile(path, staged / path.name)
-            models[name] = {"file": path.name, "sha256": file_sha256(path), "accuracy": accuracy}
+            models[name] = {"file": path.name, "sha256": sha256_file(path), "accuracy": accuracy}
         index = {"key": key(), "models": models}
         (staged / INDEX).write_text(json.dumps(index, indent=2) + "\n")
         if seed.exists():

@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 
+from edgekit.manifest import sha256_file
 from edgekit.zoo import get_entry, zoo_names
 from edgekit.zoo.training import ZOO_VERSION, cache_path
 from tools import zoo_seed
@@ -25,7 +26,7 @@ def test_the_seed_is_current_with_the_zoo_code_and_whole():
     assert sorted(INDEX["models"]) == zoo_names()
     for name, entry in INDEX["models"].items():
         assert entry["file"] == cache_path(name, 0, get_entry(name).epochs).name
-        assert zoo_seed.file_sha256(zoo_seed.SEED_DIR / entry["file"]) == entry["sha256"], name
+        assert sha256_file(zoo_seed.SEED_DIR / entry["file"]) == entry["sha256"], name
         assert entry["accuracy"] >= get_entry(name).min_accuracy, (name, entry)
 
 
