@@ -33,6 +33,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from edgekit.errors import EdgekitError
 from edgekit.manifest import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,7 +113,11 @@ def seed_cache(zoo_cache: Path, seed: Path = SEED_DIR) -> str | None:
     if reason:
         return reason
     for entry in index["models"].values():  # all or nothing: a damaged seed is not used at all
-        if sha256_file(seed / entry["file"]) != entry["sha256"]:
+        try:
+            digest = sha256_file(seed / entry["file"])
+        except (OSError, EdgekitError):
+            digest = None
+        if digest != entry["sha256"]:
             return f"seed file {entry['file']} does not match its sha256 in {INDEX}: make zoo-seed"
     zoo_cache.mkdir(parents=True, exist_ok=True)
     for entry in index["models"].values():

@@ -73,6 +73,8 @@ def test_a_stale_or_damaged_seed_is_not_used(tmp_path):
     fresh = tmp_path / "fresh"
     assert zoo_seed.seed_cache(fresh, seed) == f"seed file {damaged['file']} does not match its sha256 in seed.json: make zoo-seed"
     assert not fresh.exists()  # all or nothing
+    (seed / damaged["file"]).unlink()
+    assert zoo_seed.seed_cache(fresh, seed) == f"seed file {damaged['file']} does not match its sha256 in seed.json: make zoo-seed"
 
     index["key"]["keras"] = "2.0"
     (seed / zoo_seed.INDEX).write_text(json.dumps(index))
