@@ -31,13 +31,11 @@ if OWN_CACHE is not None:
     # it instead of training the twelve models again (~120 CPU-s of the suite's budget), where its
     # key (zoo code, ZOO_VERSION, TF/Keras minor) matches; else the models train and the summary says why.
     # EDGEKIT_TEST_TRAIN_ZOO=1 trains them anyway (the whole road from builder to accuracy floor).
-    if os.environ.get("EDGEKIT_TEST_TRAIN_ZOO") == "1":
-        os.environ["EDGEKIT_TEST_ZOO_SEED"] = "not used (EDGEKIT_TEST_TRAIN_ZOO=1): the run trains the zoo"
-    else:
-        from edgekit.cache import cache_dir
-        from tools.zoo_seed import seed_cache
+    from edgekit.cache import cache_dir
+    from tools.zoo_seed import TRAIN_ANYWAY, seed_cache
 
-        os.environ["EDGEKIT_TEST_ZOO_SEED"] = seed_cache(cache_dir("zoo")) or "used"
+    train_anyway = os.environ.get("EDGEKIT_TEST_TRAIN_ZOO") == "1"
+    os.environ["EDGEKIT_TEST_ZOO_SEED"] = TRAIN_ANYWAY if train_anyway else seed_cache(cache_dir("zoo")) or "used"
 
 TFLITE_TARGETS = ("tflite:fp32", "tflite:dynamic", "tflite:int8", "tflite:fp16")
 

@@ -39,6 +39,8 @@ from edgekit.manifest import sha256_file
 REPO = Path(__file__).resolve().parents[1]
 SEED_DIR = REPO / "tests" / "data" / "zoo-seed"
 INDEX = "seed.json"
+# What the run says when EDGEKIT_TEST_TRAIN_ZOO=1 asked it to train the zoo whatever the seed.
+TRAIN_ANYWAY = "not used (EDGEKIT_TEST_TRAIN_ZOO=1): the run trains the zoo"
 # What a trained zoo model's weights are made of: every zoo module (builders, registry, trainers)
 # and the code that cuts and shapes the bundled digits data they train on.
 SOURCES = ("src/edgekit/zoo/*.py", "src/edgekit/calibration/builtin.py", "src/edgekit/calibration/digit_forms.py")
@@ -94,8 +96,8 @@ def stale_reason(index: dict[str, Any] | None) -> str | None:
     """
     if index is None:
         return "no seed (make zoo-seed writes one)"
-    want = key()
-    diff = [f"{k} {index.get('key', {}).get(k)!r} != {v!r}" for k, v in want.items() if index.get("key", {}).get(k) != v]
+    have = index.get("key", {})
+    diff = [f"{k} {have.get(k)!r} != {v!r}" for k, v in key().items() if have.get(k) != v]
     return f"seed is stale ({'; '.join(diff)}): make zoo-seed" if diff else None
 
 
