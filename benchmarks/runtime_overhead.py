@@ -14,7 +14,9 @@ quantizes them for you, and dequantizes its output) against the raw loop fed wha
 (pre-quantized int8 for int8 I/O). For int8 I/O it adds the fair comparison for a float-image user
 (the raw loop quantizing with numpy itself), uint8 pixels (``uint8_divisor=255``), and the
 quantize step alone, old formula vs the Session's. ``tflite:int8,io=float`` quantizes inside the
-engine, so both sides are fed float32 there. Timing only: an artifact that failed validation
+engine, so both sides are fed float32 there. Last, the floor of any float feed on this device, from
+raw loops alone: the int8 loop that also reads the float image, and the ``io=float`` model's loop fed
+float32, each against the int8 loop fed int8. Timing only: an artifact that failed validation
 (random-weight MobileNet) is timed all the same and marked.
 """
 
@@ -214,7 +216,34 @@ def mobilenet(folder: Path, threads: int, rounds: int, block: int) -> int:
         print(f"#   {a.target}: quantize {x.size:,} floats alone: numpy formula {old_us:.0f} us, Session {new_us:.0f} us "
               f"({new_us / (r['raw_ms'] * 10):.1f} % of the raw call); SetTensor of the int8 feed {_us(lambda: set_tensor(feed)):.0f} us")
     print(f"worst float32-feed ratio: {worst:.3f}")
+    _float_feed_floor(folder, arts, x, threads, rounds, block)
     return 0
+
+
+def _float_feed_floor(folder: Path, arts: list, x: np.ndarray, threads: int, rounds: int, block: int) -> None:
+    """What any float feed to the int8 model costs on this device before edgekit does anything.
+
+    Two raw-loop pairs, interleaved like the table: the int8 loop that also reads the float image
+    once (``x.max()``: the least work a float feed implies), and the converter's own float-input
+    int8 model (``io=float``: its QUANTIZE op multiplies by 1/scale, so not numpy's numbers) fed
+    float32 against the int8-I/O model fed int8. The Session's float-feed ratio cannot go below these.
+    """
+    int8 = next((a for a in arts if a.format == "tflite" and a.inputs and a.inputs[0].quantized), None)  # int8 I/O
+    io_float = next((a for a in arts if a.target == "tflite:int8,io=float"), None)
+    if int8 is None:
+        return
+    raw, _ = _raw_tflite(folder / int8.path, threads)
+    spec = int8.inputs[0]
+    feed = _numpy_quantize(x, spec.scale, spec.zero_point, np.dtype(spec.dtype))
+    print("# floor of a float feed (raw loops only, same run): pair | int8 raw ms | other ms | ratio | per-round IQR")
+    r = interleaved(lambda: raw(feed), lambda: (x.max(), raw(feed)), rounds, block)
+    print(f"# {int8.target} raw loop + reading the float image once (x.max()) | {r['raw_ms']:.3f} | {r['session_ms']:.3f} | "
+          f"{r['ratio']:.3f} | {r['iqr']}")
+    if io_float is not None:
+        raw_f, _ = _raw_tflite(folder / io_float.path, threads)
+        r = interleaved(lambda: raw(feed), lambda: raw_f(x), rounds, block)
+        print(f"# {io_float.target} raw loop fed float32 (the engine quantizes) | {r['raw_ms']:.3f} | {r['session_ms']:.3f} | "
+              f"{r['ratio']:.3f} | {r['iqr']}")
 
 
 def main() -> int:
