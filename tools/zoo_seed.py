@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import EdgekitError
-from edgekit.manifest import sha256_file
+from edgekit.manifest import atomic_open, sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 SEED_DIR = REPO / "tests" / "data" / "zoo-seed"
@@ -110,7 +110,10 @@ def seed_cache(zoo_cache: Path, seed: Path = SEED_DIR) -> str | None:
     Example:
         >>> seed_cache(Path(tempfile.mkdtemp()))  # doctest: +SKIP
     """
-    index = read_index(seed)
+    try:
+        index = read_index(seed)
+    except (OSError, ValueError) as exc:  # conftest calls this at start-up: a reason, never a crash
+        return f"{INDEX} is unreadable ({type(exc).__name__}): make zoo-seed"
     reason = stale_reason(index)
     if reason:
         return reason
@@ -126,9 +129,8 @@ def seed_cache(zoo_cache: Path, seed: Path = SEED_DIR) -> str | None:
         src, dst = seed / entry["file"], zoo_cache / entry["file"]
         if dst.exists():
             continue
-        tmp = dst.with_name(f".{dst.name}.{os.getpid()}")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)  # whole files only: a test worker may be loading from this folder
+        with open(src, "rb") as fin, atomic_open(dst) as fout:  # whole files only: a test worker may be loading
+            shutil.copyfileobj(fin, fout)
     return None
 
 

@@ -81,3 +81,6 @@ def test_a_stale_or_damaged_seed_is_not_used(tmp_path):
     assert reason.startswith("seed is stale (keras '2.0' != ") and reason.endswith("): make zoo-seed")
     assert not (tmp_path / "other").exists()
     assert zoo_seed.seed_cache(tmp_path / "none", tmp_path / "missing") == "no seed (make zoo-seed writes one)"
+    (seed / zoo_seed.INDEX).write_text('{"key": ')  # cut short
+    assert zoo_seed.seed_cache(tmp_path / "cut", seed) == "seed.json is unreadable (JSONDecodeError): make zoo-seed"
+    assert not (tmp_path / "cut").exists()
